@@ -1,0 +1,45 @@
+# Two commands do all the set-up on a fresh machine with Python 3.11:
+#   make serve   create .venv if missing, install the service, serve models/ on $PORT
+#   make test    install the training and test extras too, run ruff and the test suite
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+export PORT
+
+.PHONY: serve test lint bench soak container-smoke train export evaluate clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.serve: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[train,dev]"
+	touch $@ $(VENV)/.serve
+
+serve: $(VENV)/.serve
+	$(BIN)/python -m app
+
+test: $(VENV)/.dev
+	$(BIN)/ruff check app training tests
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check app training tests
+	$(BIN)/ruff format --check app training tests
+
+train: $(VENV)/.dev
+	$(BIN)/python -m training train
+
+export: $(VENV)/.dev
+	$(BIN)/python -m training export
+
+evaluate: $(VENV)/.dev
+	$(BIN)/python -m training evaluate --update-card
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

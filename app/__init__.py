@@ -1,0 +1,1 @@
+"""Nuclei segmentation service: decode → normalise → tile → ONNX → instances → encode."""

@@ -1,0 +1,175 @@
+"""Bytes ↔ arrays: where an uploaded image is decoded and a mask becomes a PNG.
+
+Decoding reads the header first, so an image's size is known, and refused, before any
+pixel is allocated: a 50 kB PNG can claim 100000×100000 pixels.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+SUPPORTED_FORMATS = ("png", "jpeg", "tiff", "bmp")
+
+
+class ImageError(ValueError):
+    """An upload that is not a readable image (HTTP 400)."""
+
+
+class UnsupportedImageError(ImageError):
+    """A readable file of a kind we do not segment (HTTP 415)."""
+
+
+class ImageTooLargeError(ImageError):
+    """An image whose header claims more pixels than allowed (HTTP 413)."""
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    format: str
+    width: int
+    height: int
+
+
+def sniff_format(data: bytes) -> str:
+    """The container format from the file's magic bytes, never from its name."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "tiff"
+    if data.startswith(b"BM"):
+        return "bmp"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if not data:
+        raise ImageError("the uploaded file is empty")
+    raise UnsupportedImageError(
+        "unrecognised file type: upload a PNG, JPEG, TIFF or BMP image"
+    )
+
+
+def read_header(data: bytes) -> ImageHeader:
+    """Width and height from the header alone, without decoding pixels."""
+    fmt = sniff_format(data)
+    if fmt == "gif":
+        raise UnsupportedImageError("GIF is not supported: upload a PNG, JPEG, TIFF or BMP image")
+    try:
+        width, height = _HEADER_READERS[fmt](data)
+    except (struct.error, IndexError, ValueError) as exc:
+        raise ImageError(f"the {fmt.upper()} header is truncated or corrupt") from exc
+    if width <= 0 or height <= 0:
+        raise ImageError(f"the {fmt.upper()} header claims an empty image ({width}×{height})")
+    return ImageHeader(fmt, width, height)
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    if data[12:16] != b"IHDR":
+        raise ValueError("no IHDR")
+    return struct.unpack(">II", data[16:24])
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int]:
+    pos = 2
+    while pos < len(data):
+        while data[pos] != 0xFF:
+            pos += 1
+        while data[pos] == 0xFF:
+            pos += 1
+        marker = data[pos]
+        pos += 1
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            continue
+        (length,) = struct.unpack(">H", data[pos : pos + 2])
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            height, width = struct.unpack(">HH", data[pos + 3 : pos + 7])
+            return width, height
+        pos += length
+    raise ValueError("no SOF marker")
+
+
+def _bmp_size(data: bytes) -> tuple[int, int]:
+    width, height = struct.unpack("<ii", data[18:26])
+    return width, abs(height)
+
+
+def _tiff_size(data: bytes) -> tuple[int, int]:
+    import tifffile  # only TIFF needs it; its page header is read without the pixels
+
+    with tifffile.TiffFile(io.BytesIO(data)) as tif:
+        page = tif.pages.first
+        return int(page.imagewidth), int(page.imagelength)
+
+
+_HEADER_READERS = {"png": _png_size, "jpeg": _jpeg_size, "bmp": _bmp_size, "tiff": _tiff_size}
+
+
+def decode_image(data: bytes, max_pixels: int | None = None) -> np.ndarray:
+    """File bytes → HxW or HxWxC array (RGB order, original dtype), size-checked first."""
+    header = read_header(data)
+    pixels = header.width * header.height
+    if max_pixels is not None and pixels > max_pixels:
+        raise ImageTooLargeError(
+            f"image is {header.width}×{header.height} = {pixels} pixels; "
+            f"the limit is {max_pixels} pixels"
+        )
+    if not _complete(header.format, data):
+        raise ImageError(f"the {header.format.upper()} file is truncated (no end marker)")
+    image = _decode_tiff(data) if header.format == "tiff" else _decode_cv2(data)
+    if image is None or image.size == 0:
+        raise ImageError(f"the {header.format.upper()} data is truncated or corrupt")
+    if image.shape[:2] != (header.height, header.width):
+        raise ImageError("the image data does not match its header")
+    return image
+
+
+def _complete(fmt: str, data: bytes) -> bool:
+    """OpenCV decodes a cut-off JPEG into a half-grey picture; refuse it instead."""
+    if fmt == "png":
+        return b"IEND" in data[-64:]
+    if fmt == "jpeg":
+        return data.rstrip(b"\x00\r\n ").endswith(b"\xff\xd9")
+    return True
+
+
+def _decode_cv2(data: bytes) -> np.ndarray | None:
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is not None and image.ndim == 3:
+        order = cv2.COLOR_BGRA2RGBA if image.shape[2] == 4 else cv2.COLOR_BGR2RGB
+        image = cv2.cvtColor(image, order)
+    return image
+
+
+def _decode_tiff(data: bytes) -> np.ndarray | None:
+    """TIFF through tifffile (16-bit, float, multi-sample and planar pages that OpenCV
+    mangles); compressions tifffile cannot read without extra codecs go to OpenCV."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(io.BytesIO(data)) as tif:
+            page = tif.pages.first
+            image = page.asarray()
+            planar = page.planarconfig == tifffile.PLANARCONFIG.SEPARATE
+    except Exception as exc:  # tifffile raises many kinds for corrupt files
+        image = _decode_cv2(data)
+        if image is None:
+            raise ImageError(f"the TIFF data is truncated or corrupt ({exc})") from exc
+        return image
+    if planar and image.ndim == 3:
+        image = np.moveaxis(image, 0, -1)  # samples first → interleaved
+    if image.ndim > 3:
+        raise UnsupportedImageError(f"TIFF pages of shape {image.shape} are not supported")
+    return image
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """uint8 or uint16 HxW → PNG bytes (lossless, small: masks are mostly runs)."""
+    ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    return buf.tobytes()

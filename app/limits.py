@@ -1,0 +1,90 @@
+"""Refuse work before doing it: oversized bodies while they stream in, and more concurrent
+requests than the machine can hold."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
+import anyio
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+T = TypeVar("T")
+
+
+class BodySizeLimit:
+    """413 as soon as Content-Length or the streamed body passes `max_bytes`, so a huge
+    upload is never buffered whole."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _detail(self) -> str:
+        return f"upload larger than the limit of {self.max_bytes} bytes"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await JSONResponse({"detail": self._detail()}, status_code=413)(scope, receive, send)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise HTTPException(413, self._detail())
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+class Overloaded(Exception):
+    """More requests than `queue_depth` are already admitted."""
+
+
+class InferenceTimeout(Exception):
+    """A request ran past its time limit."""
+
+
+class Admission:
+    """A bounded queue in front of a fixed pool of inference threads.
+
+    At most `depth` requests are admitted (running or waiting); the next one is refused at
+    once with 503 and Retry-After rather than piling up memory. Inference runs on worker
+    threads, off the event loop, so /health answers while images are segmented.
+    """
+
+    def __init__(self, depth: int, workers: int, timeout_s: float) -> None:
+        self.depth = depth
+        self.timeout_s = timeout_s
+        self.admitted = 0
+        self.limiter = anyio.CapacityLimiter(workers)
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        if self.admitted >= self.depth:
+            raise Overloaded
+        self.admitted += 1
+        try:
+            yield
+        finally:
+            self.admitted -= 1
+
+    async def run(self, fn: Callable[..., T], *args: object) -> T:
+        """fn(*args) on an inference thread, within the request's time limit."""
+        try:
+            with anyio.fail_after(self.timeout_s):
+                return await anyio.to_thread.run_sync(
+                    fn, *args, limiter=self.limiter, abandon_on_cancel=True)
+        except TimeoutError as exc:
+            raise InferenceTimeout from exc

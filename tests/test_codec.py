@@ -1,0 +1,105 @@
+"""Decoding: header-first size checks, every supported kind, and clear refusals."""
+
+import io
+import struct
+import zlib
+
+import cv2
+import numpy as np
+import pytest
+import tifffile
+
+from app.codec import (
+    ImageError,
+    ImageTooLargeError,
+    UnsupportedImageError,
+    decode_image,
+    read_header,
+)
+from tests.conftest import png_bytes, read_sample
+
+
+def bomb_png(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims width × height pixels (zeros compress ~1000:1)."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    rows = zlib.compress(b"\x00" * (width + 1) * 16, 9)  # only the first rows, still tiny
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+
+
+def tiff_bytes(image: np.ndarray, **kwargs) -> bytes:
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, image, **kwargs)
+    return buf.getvalue()
+
+
+def test_sample_decodes_as_rgba_in_rgb_order():
+    data, image, _ = read_sample("he_stained_256x320")
+    bgra = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert image.shape == (256, 320, 4)
+    assert np.array_equal(image[..., 0], bgra[..., 2])  # red first
+
+
+def test_decompression_bomb_refused_from_header():
+    data = bomb_png(100_000, 100_000)
+    assert len(data) < 50_000
+    assert read_header(data).width == 100_000
+    with pytest.raises(ImageTooLargeError, match="100000×100000"):
+        decode_image(data, max_pixels=4096 * 4096)
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg", ".bmp", ".tif"])
+def test_header_sizes_match_decoded(ext):
+    image = np.random.default_rng(0).integers(0, 255, (37, 53, 3), dtype=np.uint8)
+    _ok, buf = cv2.imencode(ext, image)
+    header = read_header(buf.tobytes())
+    assert (header.width, header.height) == (53, 37)
+    assert decode_image(buf.tobytes()).shape[:2] == (37, 53)
+
+
+def test_16_bit_and_float_and_multisample_tiff():
+    grey16 = np.random.default_rng(0).integers(0, 65535, (40, 30), dtype=np.uint16)
+    assert np.array_equal(decode_image(tiff_bytes(grey16)), grey16)
+    as_float = grey16.astype(np.float32) / 65535
+    assert decode_image(tiff_bytes(as_float)).dtype == np.float32
+    rgb16 = np.random.default_rng(1).integers(0, 65535, (40, 30, 3), dtype=np.uint16)
+    assert decode_image(tiff_bytes(rgb16, photometric="rgb")).shape == (40, 30, 3)
+    planar = tiff_bytes(np.moveaxis(rgb16, -1, 0), photometric="rgb", planarconfig="separate")
+    assert np.array_equal(decode_image(planar), rgb16)
+
+
+def test_multipage_tiff_uses_first_page():
+    pages = np.stack([np.zeros((20, 20), np.uint8), np.full((20, 20), 9, np.uint8)])
+    assert not decode_image(tiff_bytes(pages)).any()
+
+
+@pytest.mark.parametrize("fmt", [".png", ".jpg", ".tif"])
+def test_truncated_files_are_errors(fmt):
+    _, image, _ = read_sample("fluorescence_256x256")
+    _ok, buf = cv2.imencode(fmt, image[..., :3])
+    data = buf.tobytes()
+    with pytest.raises(ImageError):
+        decode_image(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize(("data", "error"), [
+    (b"", ImageError),
+    (b"just some text, named .png", UnsupportedImageError),
+    (b"GIF89a" + b"\x00" * 20, UnsupportedImageError),
+    (b"\x89PNG\r\n\x1a\n", ImageError),
+])
+def test_not_images(data, error):
+    with pytest.raises(error):
+        decode_image(data)
+
+
+def test_zero_size_png_header():
+    with pytest.raises(ImageError, match="empty"):
+        decode_image(bomb_png(0, 5))
+
+
+def test_one_pixel_image():
+    assert decode_image(png_bytes(np.array([[200]], np.uint8))).shape == (1, 1)

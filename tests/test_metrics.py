@@ -1,0 +1,60 @@
+"""The DSB2018 metric on hand-built label images with known answers."""
+
+import numpy as np
+import pytest
+
+from training.metrics import dsb_score, iou_matrix, score_image
+
+
+def two_nuclei() -> np.ndarray:
+    labels = np.zeros((20, 20), np.int32)
+    labels[2:8, 2:8] = 1
+    labels[10:18, 10:18] = 2
+    return labels
+
+
+def test_perfect_match_scores_one():
+    truth = two_nuclei()
+    shuffled = np.where(truth == 1, 2, np.where(truth == 2, 1, 0))  # label numbers don't matter
+    assert dsb_score(truth, shuffled) == 1.0
+    s = score_image(truth, shuffled)
+    assert (s.ap_50, s.pixel_accuracy, s.foreground_iou, s.dice) == (1.0, 1.0, 1.0, 1.0)
+
+
+def test_one_missed_nucleus():
+    truth = two_nuclei()
+    pred = np.where(truth == 2, 1, 0)  # nucleus 1 missed
+    # every threshold: TP 1, FP 0, FN 1 → 1/2
+    assert dsb_score(truth, pred) == pytest.approx(0.5)
+
+
+def test_one_split_nucleus():
+    truth = np.zeros((10, 20), np.int32)
+    truth[2:8, 2:18] = 1  # 6×16 = 96 px
+    pred = np.zeros_like(truth)
+    pred[2:8, 2:10] = 1  # each half: IoU 48/96 = 0.5, not > 0.5
+    pred[2:8, 10:18] = 2
+    assert iou_matrix(truth, pred) == pytest.approx(np.array([[0.5, 0.5]]))
+    # no match at any threshold: TP 0, FP 2, FN 1
+    assert dsb_score(truth, pred) == 0.0
+
+
+def test_partial_overlap_counts_only_below_its_iou():
+    truth = np.zeros((10, 10), np.int32)
+    truth[0:10, 0:10] = 1
+    pred = np.zeros_like(truth)
+    pred[0:10, 0:7] = 1  # IoU 0.7: a match at t = 0.50, 0.55, 0.60, 0.65 (IoU > t), not above
+    assert dsb_score(truth, pred) == pytest.approx(4 / 10)
+
+
+def test_empty_prediction_scores_zero():
+    truth = two_nuclei()
+    pred = np.zeros_like(truth)
+    assert dsb_score(truth, pred) == 0.0
+    assert score_image(truth, pred).foreground_iou == 0.0
+
+
+def test_empty_ground_truth():
+    truth = np.zeros((20, 20), np.int32)
+    assert dsb_score(truth, np.zeros_like(truth)) == 1.0  # nothing to find, nothing found
+    assert dsb_score(truth, two_nuclei()) == 0.0  # every prediction is a false positive

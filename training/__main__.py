@@ -1,0 +1,108 @@
+"""Command line: python -m training {train,export,evaluate} --help."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_DATA = "../shared/datasets/dsb2018/stage1_train.zip"
+DEFAULT_MODEL = "models/nuclei-unet.onnx"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m training",
+        description="Train the nuclei U-Net on DSB2018, export it to ONNX, and score it.",
+        epilog="Typical run: train → export → evaluate. Each step has its own --help.",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="fit the U-Net (resumes from RUN_DIR if cut off)")
+    t.add_argument("--data", default=DEFAULT_DATA, help="DSB2018 zip or folder (Kaggle layout)")
+    t.add_argument("--run-dir", default="runs/unet", help="checkpoints, history, curves, log")
+    t.add_argument("--epochs", type=int, default=50)
+    t.add_argument("--steps-per-epoch", type=int, default=100)
+    t.add_argument("--batch-size", type=int, default=8)
+    t.add_argument("--learning-rate", type=float, default=1e-3)
+    t.add_argument("--val-fraction", type=float, default=0.1)
+    t.add_argument("--seed", type=int, default=2018, help="fixes the split and the crops")
+    t.add_argument("--patience", type=int, default=10, help="early-stopping epochs")
+    t.add_argument("--time-limit", type=float, default=0.0, metavar="MINUTES",
+                   help="stop after the epoch that passes this many minutes (0: none)")
+    t.add_argument("--max-images", type=int, default=0, help="use only the first N images (smoke)")
+    t.add_argument("--smoke", action="store_true",
+                   help="a few steps on a few images, to check the pipeline end to end")
+
+    e = sub.add_parser("export", help="best checkpoint → ONNX + model card, with parity check")
+    e.add_argument("--run-dir", default="runs/unet")
+    e.add_argument("--data", default=DEFAULT_DATA, help="real images for the parity check")
+    e.add_argument("--out", default=DEFAULT_MODEL, help="the .onnx to write (card: same stem .json)")
+    e.add_argument("--version", default="1.0.0")
+
+    v = sub.add_parser("evaluate", help="score an ONNX model through the service's pipeline")
+    v.add_argument("--model", default=DEFAULT_MODEL)
+    v.add_argument("--data", default=DEFAULT_DATA, help="labelled zip or folder (Kaggle layout)")
+    v.add_argument("--ids", default="validation",
+                   help="'validation' (the ids in the model card), 'all', or a file of ids")
+    v.add_argument("--report", default=None, help="write per-image results here (CSV)")
+    v.add_argument("--update-card", action="store_true",
+                   help="store the averaged metrics in the model card")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("training").setLevel(logging.INFO)
+    from training.data import Dataset, DatasetError
+
+    try:
+        Dataset(args.data)  # a bad path fails here, in one line, before TensorFlow loads
+        if args.command == "train":
+            return _train(args)
+        if args.command == "export":
+            from training.export import export
+
+            export(Path(args.run_dir), Path(args.out), args.data, args.version)
+            return 0
+        from training.evaluate import evaluate_command
+
+        return evaluate_command(args)
+    except DatasetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _train(args: argparse.Namespace) -> int:
+    from training.train import TrainConfig, train
+
+    cfg = TrainConfig(
+        data=args.data, run_dir=args.run_dir, epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
+        learning_rate=args.learning_rate, val_fraction=args.val_fraction, seed=args.seed,
+        patience=args.patience, time_limit_minutes=args.time_limit, max_images=args.max_images,
+    )
+    if args.smoke:
+        cfg.epochs, cfg.steps_per_epoch, cfg.batch_size = 1, 2, 2
+        cfg.max_images = cfg.max_images or 6
+        cfg.val_fraction = 0.34
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(run_dir / "train.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    logger = logging.getLogger("training")
+    logger.addHandler(handler)
+    try:
+        train(cfg)
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""Random crops of normalised images with their targets, varied the way DSB2018 varies.
+
+Fluorescence dominates the set (~84%), so images that were colour or bright-field before
+normalisation are drawn more often, and grey crops are sometimes tinted or inverted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from app.postprocess import targets
+from app.tiling import pad_to_multiple
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    crop: int = 256
+    scale_range: tuple[float, float] = (0.6, 1.6)
+    rare_weight: float = 3.0  # how much more often colour/bright-field images are drawn
+    invert_p: float = 0.1
+    tint_p: float = 0.3
+    noise_p: float = 0.2
+    blur_p: float = 0.1
+
+
+def is_rare_style(raw: np.ndarray) -> bool:
+    """Colour (H&E) or bright background (bright-field) images: the minority styles."""
+    rgb = raw[..., :3] if raw.ndim == 3 else raw[..., None]
+    colour = rgb.shape[-1] == 3 and float(np.abs(rgb[..., 0].astype(np.int32) - rgb[..., 2]).mean()) > 2
+    bright = float(np.median(rgb)) > float(np.mean(rgb)) and float(np.median(rgb)) > 100
+    return colour or bright
+
+
+def random_crop(
+    image: np.ndarray, labels: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """A crop×crop window at a random scale, position, flip and 90° rotation."""
+    scale = float(np.exp(rng.uniform(*np.log(cfg.scale_range))))
+    # Zooming out never goes past the whole image: mirrored padding is no real data.
+    window = min(max(8, round(cfg.crop / scale)), max(cfg.crop, min(image.shape[:2])))
+    if min(image.shape[:2]) < window:
+        image = pad_to_multiple(image, 1, minimum=window)
+        labels = pad_to_multiple(labels, 1, minimum=window)
+    y = int(rng.integers(0, image.shape[0] - window + 1))
+    x = int(rng.integers(0, image.shape[1] - window + 1))
+    img = image[y : y + window, x : x + window]
+    lab = labels[y : y + window, x : x + window]
+    if window != cfg.crop:
+        size = (cfg.crop, cfg.crop)
+        img = cv2.resize(img, size, interpolation=cv2.INTER_LINEAR)
+        lab = cv2.resize(lab.astype(np.float32), size, interpolation=cv2.INTER_NEAREST).astype(np.int32)
+    k = int(rng.integers(4))
+    img, lab = np.rot90(img, k), np.rot90(lab, k)
+    if rng.random() < 0.5:
+        img, lab = img[:, ::-1], lab[:, ::-1]
+    return np.ascontiguousarray(img), np.ascontiguousarray(lab)
+
+
+def jitter_intensity(img: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+    """Brightness, contrast, gamma, tint, inversion, noise, blur on a [0, 1] image."""
+    img = img ** float(np.exp(rng.uniform(-0.5, 0.5)))
+    img = img * rng.uniform(0.7, 1.3) + rng.uniform(-0.1, 0.1)
+    if rng.random() < cfg.tint_p:
+        img = img * rng.uniform(0.5, 1.0, size=3).astype(np.float32)
+    if rng.random() < cfg.invert_p:
+        img = 1.0 - img
+    if rng.random() < cfg.noise_p:
+        img = img + rng.normal(0, rng.uniform(0.01, 0.06), img.shape).astype(np.float32)
+    if rng.random() < cfg.blur_p:
+        img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.5, 1.5))
+    return np.clip(img, 0.0, 1.0).astype(np.float32)
+
+
+def training_pair(
+    image: np.ndarray, labels: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    img, lab = random_crop(image, labels, cfg, rng)
+    return jitter_intensity(img, cfg, rng), targets(lab)
+
+
+def validation_pair(image: np.ndarray, labels: np.ndarray, crop: int) -> tuple[np.ndarray, np.ndarray]:
+    """The centre crop, unaugmented: a fixed yardstick for early stopping."""
+    image = pad_to_multiple(image, 1, minimum=crop)
+    labels = pad_to_multiple(labels, 1, minimum=crop)
+    y = (image.shape[0] - crop) // 2
+    x = (image.shape[1] - crop) // 2
+    return image[y : y + crop, x : x + crop], targets(labels[y : y + crop, x : x + crop])

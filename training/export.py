@@ -1,0 +1,148 @@
+"""Best checkpoint → ONNX (dynamic batch, height and width) + model card, with a parity
+check on real images: the export fails loudly rather than ship a model that drifted."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app import normalize as normalization
+from app.postprocess import OUTPUT_CHANNELS, Thresholds
+from app.segmenter import InferenceSettings, card_path, sha256_file
+from app.tiling import pad_to_multiple
+from training.data import Dataset
+from training.model import build_unet, stride
+
+log = logging.getLogger("training")
+PARITY_TOLERANCE = 1e-4
+OPSET = 17
+DATA_DESCRIPTION = (
+    "2018 Data Science Bowl stage 1 training set (BBBC038, CC0) with community mask fixes: "
+    "604 images of 256×256 to 1040×1388, ~84% fluorescence, the rest bright-field and "
+    "stained tissue; one mask PNG per nucleus."
+)
+
+
+class ExportError(RuntimeError):
+    """The ONNX graph does not reproduce the Keras model."""
+
+
+def load_keras(run_dir: Path):
+    config = json.loads((run_dir / "config.json").read_text())
+    model = build_unet(tuple(config["filters"]))
+    model.load_weights(run_dir / "best.weights.h5")
+    return model, config
+
+
+def to_onnx(model, out: Path) -> None:
+    import tensorflow as tf
+    import tf2onnx
+
+    spec = tf.TensorSpec((None, None, None, normalization.CHANNELS), tf.float32, name="image")
+    fn = tf.function(lambda image: model(image, training=False), input_signature=[spec])
+    tf2onnx.convert.from_function(fn, input_signature=[spec], opset=OPSET, output_path=str(out))
+
+
+def parity(model, onnx_path: Path, images: list[np.ndarray], multiple: int) -> float:
+    """Largest |Keras − ONNX| over real, normalised, stride-padded images."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    worst = 0.0
+    for image in images:
+        x = pad_to_multiple(normalization.normalize(image), multiple)[None]
+        expected = np.asarray(model(x, training=False))
+        got = session.run(None, {name: x})[0]
+        worst = max(worst, float(np.abs(expected - got).max()))
+    return worst
+
+
+def parity_images(data: str, ids: list[str], count: int = 3) -> list[np.ndarray]:
+    """A few validation images of different shapes, so H/W mix-ups cannot pass."""
+    dataset = Dataset(data)
+    chosen: dict[tuple[int, int], np.ndarray] = {}
+    for image_id in ids:
+        image = dataset.load(image_id).image
+        chosen.setdefault(image.shape[:2], image)
+        if len(chosen) == count:
+            break
+    return list(chosen.values())
+
+
+def export(run_dir: Path, out: Path, data: str, version: str) -> dict[str, Any]:
+    model, config = load_keras(run_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".onnx.tmp")
+    to_onnx(model, tmp)
+    multiple = stride(tuple(config["filters"]))
+    diff = parity(model, tmp, parity_images(data, config["val_ids"]), multiple)
+    if diff > PARITY_TOLERANCE:
+        tmp.unlink()
+        raise ExportError(f"ONNX differs from Keras by {diff:.2e} > {PARITY_TOLERANCE:.0e}")
+    os.replace(tmp, out)
+    for name, suffix in (("curves.png", "curves.png"), ("history.csv", "history.csv")):
+        if (run_dir / name).exists():
+            shutil.copyfile(run_dir / name, out.parent / f"{out.stem}.{suffix}")
+    card = build_card(out, config, version, diff)
+    old = card_path(out)
+    if old.exists():  # keep evaluation results of the same weights
+        previous = json.loads(old.read_text())
+        if previous.get("sha256") == card["sha256"]:
+            card["metrics"] = previous.get("metrics", {})
+    card_path(out).write_text(json.dumps(card, indent=2) + "\n")
+    log.info("exported %s (%.1f MB), parity %.2e", out, out.stat().st_size / 1e6, diff)
+    return card
+
+
+def build_card(onnx_path: Path, config: dict[str, Any], version: str, diff: float) -> dict[str, Any]:
+    import keras
+    import tensorflow as tf
+    import tf2onnx
+
+    history = onnx_path.parent / f"{onnx_path.stem}.history.csv"
+    return {
+        "name": onnx_path.stem,
+        "version": version,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "file": onnx_path.name,
+        "sha256": sha256_file(onnx_path),
+        "architecture": f"U-Net, filters {config['filters']}, batch norm, ReLU, "
+                        "transposed-convolution upsampling, sigmoid outputs",
+        "input": {
+            "name": "image", "layout": "NHWC", "dtype": "float32",
+            "channels": normalization.CHANNELS, "stride": stride(tuple(config["filters"])),
+            "normalization": normalization.DESCRIPTION,
+        },
+        "output": {
+            "layout": "NHWC", "activation": "sigmoid",
+            "channels": {str(k): v for k, v in OUTPUT_CHANNELS.items()},
+        },
+        "inference": vars(InferenceSettings()),
+        "postprocess": vars(Thresholds()),
+        "training": {
+            "data": DATA_DESCRIPTION,
+            "split": f"seeded hash split, seed {config['seed']}, "
+                     f"validation fraction {config['val_fraction']}",
+            "train_images": len(config["train_ids"]),
+            "validation_ids": config["val_ids"],
+            "settings": {k: config[k] for k in (
+                "epochs", "steps_per_epoch", "batch_size", "learning_rate", "patience",
+                "seed", "augment")},
+            "history": history.name if history.exists() else None,
+        },
+        "export": {
+            "opset": OPSET, "parity_max_abs_diff": diff, "tensorflow": tf.__version__,
+            "keras": keras.__version__, "tf2onnx": tf2onnx.__version__,
+            "python": platform.python_version(),
+        },
+        "metrics": {},
+    }

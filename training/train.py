@@ -1,0 +1,184 @@
+"""Fit the U-Net on random crops, checkpointing every epoch so a cut-off run resumes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from app.normalize import normalize
+from training.augment import AugmentConfig, is_rare_style, training_pair, validation_pair
+from training.data import Dataset, split_ids
+from training.model import build_unet
+
+log = logging.getLogger("training")
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    run_dir: str = "runs/unet"
+    epochs: int = 50
+    steps_per_epoch: int = 100
+    batch_size: int = 8
+    learning_rate: float = 1e-3
+    val_fraction: float = 0.1
+    seed: int = 2018
+    patience: int = 10
+    time_limit_minutes: float = 0.0  # 0: no limit
+    max_images: int = 0  # 0: all; a few for a smoke run
+    filters: tuple[int, ...] = (16, 32, 64, 128, 256)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@keras.saving.register_keras_serializable(package="nuclei")
+def bce_dice_loss(y_true, y_pred):
+    """Per channel: binary cross-entropy + (1 - soft Dice); Dice keeps the thin boundary
+    channel from being drowned by the background."""
+    ops = keras.ops
+    bce = ops.mean(keras.losses.binary_crossentropy(y_true[..., None], y_pred[..., None]), axis=(1, 2))
+    inter = ops.sum(y_true * y_pred, axis=(1, 2))
+    total = ops.sum(y_true, axis=(1, 2)) + ops.sum(y_pred, axis=(1, 2))
+    dice = (2.0 * inter + 1.0) / (total + 1.0)
+    return ops.mean(bce + 1.0 - dice, axis=-1)
+
+
+class CropSequence(keras.utils.PyDataset):
+    """Endless random crops; an 'epoch' is just a fixed number of steps."""
+
+    def __init__(self, images, labels, weights, cfg: TrainConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.images, self.labels, self.cfg = images, labels, cfg
+        self.p = np.asarray(weights, np.float64) / np.sum(weights)
+        self.epoch_seed = cfg.seed
+
+    def __len__(self) -> int:
+        return self.cfg.steps_per_epoch
+
+    def __getitem__(self, index: int):
+        rng = np.random.default_rng([self.epoch_seed, index])
+        picks = rng.choice(len(self.images), size=self.cfg.batch_size, p=self.p)
+        pairs = [training_pair(self.images[i], self.labels[i], self.cfg.augment, rng) for i in picks]
+        return np.stack([x for x, _ in pairs]), np.stack([y for _, y in pairs])
+
+    def on_epoch_end(self) -> None:
+        self.epoch_seed += 1
+
+
+class TimeLimit(keras.callbacks.Callback):
+    """Stop after the epoch that crosses the time budget, keeping the best checkpoint."""
+
+    def __init__(self, minutes: float):
+        super().__init__()
+        self.deadline = time.monotonic() + minutes * 60 if minutes > 0 else None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            log.info("time limit reached after epoch %d: stopping", epoch + 1)
+            self.model.stop_training = True
+
+
+class EpochLog(keras.callbacks.Callback):
+    """One line per epoch in the run log, and the resume point on disk."""
+
+    def __init__(self, state_path: Path):
+        super().__init__()
+        self.state_path = state_path
+        self.started = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        log.info(
+            "epoch %d loss %.4f val_loss %.4f (%.0f s)",
+            epoch + 1, logs.get("loss", float("nan")), logs.get("val_loss", float("nan")),
+            time.monotonic() - self.started,
+        )
+        self.state_path.write_text(json.dumps({"completed_epochs": epoch + 1}))
+
+
+def load_split(cfg: TrainConfig):
+    """Normalised images and labels for both halves of the seeded split."""
+    dataset = Dataset(cfg.data)
+    ids = dataset.ids[: cfg.max_images] if cfg.max_images else dataset.ids
+    train_ids, val_ids = split_ids(ids, cfg.val_fraction, cfg.seed)
+    train, val = [dataset.load(i) for i in train_ids], [dataset.load(i) for i in val_ids]
+    return train, val
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Train (or resume) in cfg.run_dir; returns the best weights' path."""
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    best_path, last_path = run_dir / "best.weights.h5", run_dir / "last.keras"
+    state_path = run_dir / "state.json"
+    keras.utils.set_random_seed(cfg.seed)
+
+    t0 = time.monotonic()
+    train_set, val_set = load_split(cfg)
+    log.info("loaded %d training and %d validation images in %.0f s",
+             len(train_set), len(val_set), time.monotonic() - t0)
+    images = [normalize(s.image) for s in train_set]
+    weights = [cfg.augment.rare_weight if is_rare_style(s.image) else 1.0 for s in train_set]
+    val_pairs = [validation_pair(normalize(s.image), s.labels, cfg.augment.crop) for s in val_set]
+    val_x = np.stack([x for x, _ in val_pairs])
+    val_y = np.stack([y for _, y in val_pairs])
+    (run_dir / "config.json").write_text(json.dumps(
+        {**asdict(cfg), "train_ids": [s.image_id for s in train_set],
+         "val_ids": [s.image_id for s in val_set]}, indent=1))
+
+    initial_epoch = 0
+    if last_path.exists() and state_path.exists():
+        initial_epoch = json.loads(state_path.read_text())["completed_epochs"]
+        model = keras.models.load_model(last_path)
+        log.info("resuming from %s after epoch %d", last_path, initial_epoch)
+    else:
+        model = build_unet(tuple(cfg.filters))
+        schedule = keras.optimizers.schedules.CosineDecay(
+            cfg.learning_rate, decay_steps=cfg.epochs * cfg.steps_per_epoch, alpha=0.05)
+        model.compile(optimizer=keras.optimizers.Adam(schedule), loss=bce_dice_loss)
+    log.info("U-Net with %d parameters; %d epochs × %d steps × batch %d",
+             model.count_params(), cfg.epochs, cfg.steps_per_epoch, cfg.batch_size)
+
+    sequence = CropSequence(
+        images, [s.labels for s in train_set], weights, cfg, workers=2, use_multiprocessing=False)
+    sequence.epoch_seed += initial_epoch
+    callbacks = [
+        keras.callbacks.ModelCheckpoint(best_path, monitor="val_loss", save_best_only=True,
+                                        save_weights_only=True),
+        keras.callbacks.ModelCheckpoint(last_path),
+        keras.callbacks.CSVLogger(run_dir / "history.csv", append=initial_epoch > 0),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience),
+        EpochLog(state_path),
+        TimeLimit(cfg.time_limit_minutes),
+    ]
+    model.fit(sequence, validation_data=(val_x, val_y), epochs=cfg.epochs,
+              initial_epoch=initial_epoch, callbacks=callbacks, verbose=1)
+    plot_curves(run_dir / "history.csv", run_dir / "curves.png")
+    log.info("training finished in %.1f min; best weights in %s",
+             (time.monotonic() - t0) / 60, best_path)
+    return best_path
+
+
+def plot_curves(history_csv: Path, out_png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = np.genfromtxt(history_csv, delimiter=",", names=True)
+    rows = np.atleast_1d(rows)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(rows["epoch"] + 1, rows["loss"], label="training loss")
+    ax.plot(rows["epoch"] + 1, rows["val_loss"], label="validation loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("BCE + (1 − Dice), summed over 2 channels / 2")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
