@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine with Python 3.11:
 #   make serve   create .venv if missing, install the service, serve models/ on $PORT
 #   make test    install the training and test extras too, run ruff and the test suite
+# Others: make bench (speed), make soak (load), make container-smoke (image), make train.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -25,12 +26,12 @@ serve: $(VENV)/.serve
 	$(BIN)/python -m app
 
 test: $(VENV)/.dev
-	$(BIN)/ruff check app training tests
+	$(BIN)/ruff check app training tests scripts bench
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.dev
-	$(BIN)/ruff check app training tests
-	$(BIN)/ruff format --check app training tests
+	$(BIN)/ruff check app training tests scripts bench
+	$(BIN)/ruff format --check app training tests scripts bench
 
 train: $(VENV)/.dev
 	$(BIN)/python -m training train
@@ -43,3 +44,9 @@ evaluate: $(VENV)/.dev
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+soak: $(VENV)/.dev
+	$(BIN)/python scripts/soak.py --requests 2000 --concurrency 16
+
+container-smoke:
+	scripts/container-smoke

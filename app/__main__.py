@@ -1,25 +1,42 @@
-"""`python -m app`: check the model, then serve it with uvicorn on $HOST:$PORT."""
+"""`python -m app`: check the settings and the model, then serve it with uvicorn on $HOST:$PORT."""
 
 from __future__ import annotations
 
 import logging
 import sys
 
-import uvicorn
+from pydantic import ValidationError
 
 from app.config import Settings
-from app.main import create_app, load_segmenter
-from app.segmenter import ModelLoadError
+
+
+def fail(reason: str) -> int:
+    """One line on stderr and a non-zero exit, so an orchestrator's log shows why at a glance."""
+    print("error: " + " ".join(reason.split()), file=sys.stderr)
+    return 1
 
 
 def main() -> int:
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        return fail("; ".join(
+            f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()))
+    if not settings.model_path.is_file():  # before the heavy imports: a typo'd path fails in ~0.2 s
+        return fail(f"model file not found: {settings.model_path}")
+
+    import uvicorn
+
+    from app.main import create_app, load_segmenter
+    from app.segmenter import ModelLoadError
+
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     try:
         load_segmenter(settings)  # fail fast, in one line, before uvicorn starts
     except ModelLoadError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return fail(str(exc))
+    except Exception as exc:  # a card that parses but lacks fields: KeyError, TypeError…
+        return fail(f"cannot load model {settings.model_path}: {type(exc).__name__}: {exc}")
     uvicorn.run(
         create_app(settings), host=settings.host, port=settings.port,
         log_level=settings.log_level, timeout_graceful_shutdown=settings.shutdown_timeout_s,

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from app.codec import ImageError, ImageTooLargeError, UnsupportedImageError
 from app.deps import AdmissionDep, Authorized, MetricsDep, SegmenterDep, SettingsDep
-from app.formats import OutputFormat, TooManyNucleiError, image_id
+from app.formats import OutputFormat, TooManyNucleiError, attachment
 from app.limits import InferenceTimeout, Overloaded
 from app.normalize import ChannelError
 from app.pipeline import segment_upload
@@ -79,7 +79,7 @@ SEGMENT_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "empty, unreadable or corrupt image"},
     401: {"model": ErrorBody, "description": "API_KEY is set and the bearer token is missing or wrong"},
     413: {"model": ErrorBody, "description": "upload over MAX_UPLOAD_BYTES or image over MAX_PIXELS"},
-    415: {"model": ErrorBody, "description": "not PNG, JPEG, TIFF or BMP, or unsupported channels"},
+    415: {"model": ErrorBody, "description": "not PNG, JPEG, TIFF or BMP (GIF included), or over 4 channels"},
     422: {"model": ErrorBody, "description": "bad parameters (format, threshold, missing file)"},
     503: {"model": ErrorBody, "description": "queue full or model not ready: retry after Retry-After"},
     504: {"model": ErrorBody, "description": "inference exceeded REQUEST_TIMEOUT_S"},
@@ -90,7 +90,9 @@ SEGMENT_RESPONSES: dict[int | str, dict[str, Any]] = {
              dependencies=[Authorized], summary="Find the nuclei in one image")
 async def segment(
     request: Request,
-    file: Annotated[UploadFile, File(description="PNG, JPEG, TIFF (8/16-bit, float) or BMP; grey, RGB or RGBA")],
+    file: Annotated[UploadFile, File(description=(
+        "PNG, JPEG, TIFF (8/16-bit, float) or BMP; grey, grey+alpha, RGB or RGBA. A multi-page "
+        "TIFF is read from its first page; GIF, animated or not, is refused with 415"))],
     segmenter: SegmenterDep,
     admission: AdmissionDep,
     settings: SettingsDep,
@@ -110,7 +112,7 @@ async def segment(
     metrics.record_image(result.height, result.width, result.count)
     headers = {"X-Nuclei-Count": str(result.count)}
     if format is OutputFormat.csv:
-        headers["Content-Disposition"] = f'attachment; filename="{image_id(file.filename)}.csv"'
+        headers["Content-Disposition"] = attachment(file.filename, "csv")
     return Response(result.body, media_type=result.media_type, headers=headers)
 
 

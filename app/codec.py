@@ -61,6 +61,8 @@ def read_header(data: bytes) -> ImageHeader:
         raise UnsupportedImageError("GIF is not supported: upload a PNG, JPEG, TIFF or BMP image")
     try:
         width, height = _HEADER_READERS[fmt](data)
+    except ImageError:
+        raise
     except (struct.error, IndexError, ValueError) as exc:
         raise ImageError(f"the {fmt.upper()} header is truncated or corrupt") from exc
     if width <= 0 or height <= 0:
@@ -94,6 +96,9 @@ def _jpeg_size(data: bytes) -> tuple[int, int]:
 
 
 def _bmp_size(data: bytes) -> tuple[int, int]:
+    (info_size,) = struct.unpack("<I", data[14:18])
+    if info_size == 12:  # OS/2 BITMAPCOREHEADER: 16-bit sizes, as OpenCV reads them
+        return struct.unpack("<HH", data[18:22])
     width, height = struct.unpack("<ii", data[18:26])
     return width, abs(height)
 
@@ -101,9 +106,23 @@ def _bmp_size(data: bytes) -> tuple[int, int]:
 def _tiff_size(data: bytes) -> tuple[int, int]:
     import tifffile  # only TIFF needs it; its page header is read without the pixels
 
-    with tifffile.TiffFile(io.BytesIO(data)) as tif:
-        page = tif.pages.first
-        return int(page.imagewidth), int(page.imagelength)
+    try:
+        with tifffile.TiffFile(io.BytesIO(data)) as tif:
+            page = tif.pages.first
+            width, height = int(page.imagewidth), int(page.imagelength)
+            samples, depth = int(page.samplesperpixel), int(page.imagedepth)
+            sample_bytes = page.dtype.itemsize if page.dtype is not None else 0
+    except Exception as exc:  # a corrupt IFD can raise TypeError, KeyError…, not only TiffFileError
+        raise ValueError(f"unreadable TIFF header: {exc}") from exc
+    # Refused here, not after decoding: 512 deflated samples per pixel fit a 1024×1024 page
+    # in 0.5 MB and decode to 512 MB. Within these bounds a pixel takes at most 32 bytes.
+    if samples > 4:
+        raise UnsupportedImageError(f"{samples}-channel images are not supported (grey, RGB or RGBA only)")
+    if depth > 1:
+        raise UnsupportedImageError(f"volumetric TIFF pages ({depth} planes deep) are not supported")
+    if sample_bytes > 8:
+        raise UnsupportedImageError(f"TIFF samples of {sample_bytes} bytes are not supported (at most 64-bit)")
+    return width, height
 
 
 _HEADER_READERS = {"png": _png_size, "jpeg": _jpeg_size, "bmp": _bmp_size, "tiff": _tiff_size}
@@ -138,7 +157,11 @@ def _complete(fmt: str, data: bytes) -> bool:
 
 
 def _decode_cv2(data: bytes) -> np.ndarray | None:
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    """None when OpenCV cannot decode: most decoders return None, some raise cv2.error."""
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        return None
     if image is not None and image.ndim == 3:
         order = cv2.COLOR_BGRA2RGBA if image.shape[2] == 4 else cv2.COLOR_BGR2RGB
         image = cv2.cvtColor(image, order)

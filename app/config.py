@@ -13,7 +13,8 @@ DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "nuclei-unet
 class Settings(BaseSettings):
     """Every field is read from the upper-case environment variable of the same name."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", protected_namespaces=())
+    model_config = SettingsConfigDict(
+        env_file=".env", env_ignore_empty=True, extra="ignore", protected_namespaces=())
 
     model_path: Path = Field(DEFAULT_MODEL, description="ONNX model; its card is the .json beside it")
     host: str = Field("127.0.0.1", description="interface to bind (0.0.0.0 in containers)")

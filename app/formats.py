@@ -7,6 +7,7 @@ import re
 from enum import StrEnum
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 
@@ -69,6 +70,16 @@ def image_id(filename: str | None) -> str:
     stem = name.rsplit(".", 1)[0] if "." in name.lstrip(".") else name
     clean = re.sub(r"[^\w.-]+", "_", stem).strip("._")
     return clean[:128] or "image"
+
+
+def attachment(filename: str | None, extension: str) -> str:
+    """Content-Disposition naming the download after the upload. Header values are Latin-1
+    on the wire, so a non-ASCII name goes in RFC 6266 `filename*` beside an ASCII fallback."""
+    name = f"{image_id(filename)}.{extension}"
+    fallback = name.encode("ascii", "replace").decode().replace("?", "_")
+    if fallback == name:
+        return f'attachment; filename="{name}"'
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name)}"
 
 
 def csv_body(labels: np.ndarray, filename: str | None) -> str:

@@ -3,11 +3,12 @@ requests than the machine can hold."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
-import anyio
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -68,7 +69,7 @@ class Admission:
         self.depth = depth
         self.timeout_s = timeout_s
         self.admitted = 0
-        self.limiter = anyio.CapacityLimiter(workers)
+        self.executor = ThreadPoolExecutor(workers, thread_name_prefix="inference")
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
@@ -81,10 +82,16 @@ class Admission:
             self.admitted -= 1
 
     async def run(self, fn: Callable[..., T], *args: object) -> T:
-        """fn(*args) on an inference thread, within the request's time limit."""
+        """fn(*args) on an inference thread, within the request's time limit.
+
+        A thread cannot be stopped: work that times out before it starts is dropped, work
+        already running keeps its thread until it ends. So the pool, not the count of
+        abandoned requests, bounds the CPU in use (anyio's abandon_on_cancel frees the slot
+        at once and lets timed-out work pile up on extra threads).
+        """
+        future = self.executor.submit(fn, *args)
         try:
-            with anyio.fail_after(self.timeout_s):
-                return await anyio.to_thread.run_sync(
-                    fn, *args, limiter=self.limiter, abandon_on_cancel=True)
+            return await asyncio.wait_for(asyncio.wrap_future(future), self.timeout_s)
         except TimeoutError as exc:
+            future.cancel()
             raise InferenceTimeout from exc

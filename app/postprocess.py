@@ -1,9 +1,9 @@
 """Network output → instance labels: the step that turns probabilities into nuclei.
 
 The network predicts two maps: foreground (any nucleus pixel) and boundary (the rim of each
-nucleus, including the line where two nuclei touch). Foreground minus boundary leaves one
-blob per nucleus even where nuclei touch; these seeds are then grown back out to the
-foreground, so each nucleus regains its rim. The same function scores the model in
+nucleus, including the line where two nuclei touch). Confident foreground minus boundary
+leaves one blob per nucleus even where nuclei touch; these seeds are then grown back out to
+the foreground, so each nucleus regains its rim. The same function scores the model in
 training and answers requests in the service.
 """
 
@@ -25,7 +25,8 @@ OUTPUT_CHANNELS = {
 class Thresholds:
     """Post-processing settings, stored in the model card next to the weights."""
 
-    foreground: float = 0.5
+    foreground: float = 0.5  # how far a nucleus extends
+    seed: float = 0.5  # how sure a pixel must be to start a nucleus (never below `foreground`)
     boundary: float = 0.5
     min_seed_area: int = 3
     min_area: int = 10
@@ -52,7 +53,8 @@ def foreground_mask(probabilities: np.ndarray, threshold: float) -> np.ndarray:
 def instances(probabilities: np.ndarray, thresholds: Thresholds) -> np.ndarray:
     """HxWx2 probabilities → int32 HxW labels (0 background, 1..N nuclei, no gaps)."""
     foreground = foreground_mask(probabilities, thresholds.foreground)
-    seeds = foreground & (probabilities[..., BOUNDARY] < thresholds.boundary)
+    sure = foreground_mask(probabilities, max(thresholds.seed, thresholds.foreground))
+    seeds = sure & (probabilities[..., BOUNDARY] < thresholds.boundary)
     count, markers = cv2.connectedComponents(seeds.astype(np.uint8), connectivity=4)
     markers = _drop_small(markers, count, thresholds.min_seed_area)
     labels = grow(markers, foreground, thresholds.max_growth)

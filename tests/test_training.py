@@ -73,6 +73,10 @@ def test_smoke_train_export_evaluate(kaggle_dir, tmp_path, capsys):
     assert card["export"]["parity_max_abs_diff"] <= 1e-4
     assert card["training"]["validation_ids"] == config["val_ids"]
 
+    assert main(["tune", "--model", str(model), "--data", str(kaggle_dir), "--images", "2"]) == 0
+    tuned = json.loads(model.with_suffix(".json").read_text())
+    assert tuned["postprocess_tuning"]["images"] == 2
+
     assert main(["evaluate", "--model", str(model), "--data", str(kaggle_dir), "--ids", "all",
                  "--update-card"]) == 0
     out = capsys.readouterr().out

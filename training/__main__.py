@@ -1,4 +1,4 @@
-"""Command line: python -m training {train,export,evaluate} --help."""
+"""Command line: python -m training {train,export,tune,evaluate} --help."""
 
 from __future__ import annotations
 
@@ -16,18 +16,19 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m training",
         description="Train the nuclei U-Net on DSB2018, export it to ONNX, and score it.",
-        epilog="Typical run: train → export → evaluate. Each step has its own --help.",
+        epilog="Typical run: train → export → tune → evaluate. Each step has its own --help.",
     )
     sub = p.add_subparsers(dest="command", required=True)
+    fmt = {"formatter_class": argparse.ArgumentDefaultsHelpFormatter}
 
-    t = sub.add_parser("train", help="fit the U-Net (resumes from RUN_DIR if cut off)")
+    t = sub.add_parser("train", **fmt, help="fit the U-Net (resumes from RUN_DIR if cut off)")
     t.add_argument("--data", default=DEFAULT_DATA, help="DSB2018 zip or folder (Kaggle layout)")
     t.add_argument("--run-dir", default="runs/unet", help="checkpoints, history, curves, log")
-    t.add_argument("--epochs", type=int, default=50)
-    t.add_argument("--steps-per-epoch", type=int, default=100)
-    t.add_argument("--batch-size", type=int, default=8)
-    t.add_argument("--learning-rate", type=float, default=1e-3)
-    t.add_argument("--val-fraction", type=float, default=0.1)
+    t.add_argument("--epochs", type=int, default=50, help="upper bound; early stopping may end sooner")
+    t.add_argument("--steps-per-epoch", type=int, default=100, help="batches of random crops per epoch")
+    t.add_argument("--batch-size", type=int, default=8, help="256×256 crops per batch")
+    t.add_argument("--learning-rate", type=float, default=1e-3, help="Adam, cosine-decayed to 5%%")
+    t.add_argument("--val-fraction", type=float, default=0.1, help="share of images held out")
     t.add_argument("--seed", type=int, default=2018, help="fixes the split and the crops")
     t.add_argument("--patience", type=int, default=10, help="early-stopping epochs")
     t.add_argument("--time-limit", type=float, default=0.0, metavar="MINUTES",
@@ -36,14 +37,20 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--smoke", action="store_true",
                    help="a few steps on a few images, to check the pipeline end to end")
 
-    e = sub.add_parser("export", help="best checkpoint → ONNX + model card, with parity check")
-    e.add_argument("--run-dir", default="runs/unet")
+    e = sub.add_parser("export", **fmt, help="best checkpoint → ONNX + model card, with parity check")
+    e.add_argument("--run-dir", default="runs/unet", help="the training run to export")
     e.add_argument("--data", default=DEFAULT_DATA, help="real images for the parity check")
     e.add_argument("--out", default=DEFAULT_MODEL, help="the .onnx to write (card: same stem .json)")
-    e.add_argument("--version", default="1.0.0")
+    e.add_argument("--version", default="1.0.0", help="model version recorded in the card")
 
-    v = sub.add_parser("evaluate", help="score an ONNX model through the service's pipeline")
-    v.add_argument("--model", default=DEFAULT_MODEL)
+    u = sub.add_parser("tune", **fmt, help="choose post-processing thresholds on training images")
+    u.add_argument("--model", default=DEFAULT_MODEL, help="ONNX file with its .json card beside it")
+    u.add_argument("--data", default=DEFAULT_DATA, help="labelled zip or folder (Kaggle layout)")
+    u.add_argument("--images", type=int, default=60, help="training images to tune on")
+    u.add_argument("--seed", type=int, default=0)
+
+    v = sub.add_parser("evaluate", **fmt, help="score an ONNX model through the service's pipeline")
+    v.add_argument("--model", default=DEFAULT_MODEL, help="ONNX file with its .json card beside it")
     v.add_argument("--data", default=DEFAULT_DATA, help="labelled zip or folder (Kaggle layout)")
     v.add_argument("--ids", default="validation",
                    help="'validation' (the ids in the model card), 'all', or a file of ids")
@@ -68,6 +75,11 @@ def main(argv: list[str] | None = None) -> int:
             from training.export import export
 
             export(Path(args.run_dir), Path(args.out), args.data, args.version)
+            return 0
+        if args.command == "tune":
+            from training.tune import tune
+
+            tune(Path(args.model), args.data, args.images, args.seed)
             return 0
         from training.evaluate import evaluate_command
 

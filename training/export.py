@@ -89,6 +89,7 @@ def export(run_dir: Path, out: Path, data: str, version: str) -> dict[str, Any]:
         tmp.unlink()
         raise ExportError(f"ONNX differs from Keras by {diff:.2e} > {PARITY_TOLERANCE:.0e}")
     os.replace(tmp, out)
+    model.save_weights(out.parent / f"{out.stem}.weights.h5")  # weights only, no optimiser state
     for name, suffix in (("curves.png", "curves.png"), ("history.csv", "history.csv")):
         if (run_dir / name).exists():
             shutil.copyfile(run_dir / name, out.parent / f"{out.stem}.{suffix}")
@@ -115,8 +116,11 @@ def build_card(onnx_path: Path, config: dict[str, Any], version: str, diff: floa
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "file": onnx_path.name,
         "sha256": sha256_file(onnx_path),
-        "architecture": f"U-Net, filters {config['filters']}, batch norm, ReLU, "
-                        "transposed-convolution upsampling, sigmoid outputs",
+        "architecture": {
+            "type": "U-Net", "filters": list(config["filters"]),
+            "blocks": "2 × (3×3 conv, batch norm, ReLU); 2×2 max-pool down; 2×2 transposed conv up",
+            "keras_weights": f"{onnx_path.stem}.weights.h5",
+        },
         "input": {
             "name": "image", "layout": "NHWC", "dtype": "float32",
             "channels": normalization.CHANNELS, "stride": stride(tuple(config["filters"])),

@@ -1,0 +1,1 @@
+"""`make bench`: the side-by-side performance harness (see bench/run.py)."""

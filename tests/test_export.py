@@ -1,0 +1,49 @@
+"""The committed ONNX file is the committed Keras weights: parity on real images."""
+
+import json
+
+import numpy as np
+import pytest
+
+from app.normalize import normalize
+from app.segmenter import Segmenter, sha256_file
+from app.tiling import pad_to_multiple
+from tests.conftest import MODEL, SAMPLE_NAMES, read_sample
+from training.export import PARITY_TOLERANCE
+from training.model import build_unet, stride
+
+CARD = json.loads(MODEL.with_suffix(".json").read_text())
+
+
+@pytest.fixture(scope="module")
+def keras_model():
+    weights = MODEL.parent / CARD["architecture"]["keras_weights"]
+    model = build_unet(tuple(CARD["architecture"]["filters"]))
+    model.load_weights(weights)
+    return model
+
+
+@pytest.mark.parametrize("name", SAMPLE_NAMES)
+def test_onnx_matches_keras_on_real_images(keras_model, segmenter, name):
+    _, image, _ = read_sample(name)
+    x = pad_to_multiple(normalize(image), stride(tuple(CARD["architecture"]["filters"])))[None]
+    expected = np.asarray(keras_model(x, training=False))
+    got = segmenter.run_batch(x)
+    assert got.shape == expected.shape == (1, *x.shape[1:3], 2)
+    assert np.abs(expected - got).max() <= PARITY_TOLERANCE
+
+
+def test_card_describes_the_file():
+    assert CARD["sha256"] == sha256_file(MODEL)
+    assert MODEL.stat().st_size < 50e6
+    assert CARD["input"]["stride"] == stride(tuple(CARD["architecture"]["filters"]))
+    assert len(CARD["training"]["validation_ids"]) > 0
+    assert CARD["export"]["parity_max_abs_diff"] <= PARITY_TOLERANCE
+
+
+def test_corrupt_model_is_refused(tmp_path):
+    broken = tmp_path / MODEL.name
+    broken.write_bytes(MODEL.read_bytes()[:-10] + b"0123456789")
+    broken.with_suffix(".json").write_text(MODEL.with_suffix(".json").read_text())
+    with pytest.raises(RuntimeError, match="does not match its card"):
+        Segmenter(broken)
