@@ -165,7 +165,7 @@ def leak_check(rss_mb: list[float], tolerance_mb: float) -> dict[str, Any]:
         "rss_max_mb": round(max(rss_mb), 1),
         "growth_second_half_mb": round(growth, 2),
         "slope_kb_per_request": round(slope * 1024, 2),
-        "tolerance_mb": tolerance_mb,
+        "tolerance_mb": round(tolerance_mb, 1),
         "no_growth": bool(growth <= tolerance_mb),
         "trace_every_10": [round(v, 1) for v in rss_mb[::10]],
     }

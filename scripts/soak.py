@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import os
 import random
 import select
@@ -32,7 +31,6 @@ import sys
 import tempfile
 import threading
 import time
-import zlib
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,9 +40,14 @@ from typing import Any
 import cv2
 import httpx
 import numpy as np
-import tifffile
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the hostile payloads live beside the tests that use them
+
+from tests.payloads import bomb_png, encode, tiff  # noqa: E402
+from tests.payloads import deflated_tiff as bomb_samples_tiff  # noqa: E402
+from tests.payloads import hand_tiff as bomb_tiff  # noqa: E402
+
 SAMPLES = sorted((ROOT / "samples").glob("*.png"))
 MB = 2**20
 MAX_UPLOAD = 4 * MB  # the server's MAX_UPLOAD_BYTES here, so oversized uploads stay cheap to send
@@ -102,51 +105,6 @@ def start_server(log_path: Path) -> tuple[subprocess.Popen, str]:
 
 
 # ---------------------------------------------------------------- payloads
-
-
-def encode(ext: str, image: np.ndarray) -> bytes:
-    ok, buf = cv2.imencode(ext, image)
-    assert ok
-    return buf.tobytes()
-
-
-def tiff(image: np.ndarray, **kwargs: object) -> bytes:
-    buf = io.BytesIO()
-    tifffile.imwrite(buf, image, **kwargs)
-    return buf.getvalue()
-
-
-def png_chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-
-def bomb_png(width: int, height: int) -> bytes:
-    """Tens of kB of zeros whose IHDR claims width × height grey pixels."""
-    rows = zlib.compress(b"\x00" * (width + 1) * 16, 9)
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", rows) + png_chunk(b"IEND", b"")
-
-
-def bomb_tiff(width: int, height: int) -> bytes:
-    """An uncompressed grey TIFF header claiming width × height pixels, with 16 bytes of data."""
-    entries = [(256, 4, 1, width), (257, 4, 1, height), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1),
-               (273, 4, 1, 122), (277, 3, 1, 1), (278, 4, 1, height), (279, 4, 1, 16)]
-    ifd = struct.pack("<H", len(entries)) + b"".join(struct.pack("<HHII", *e) for e in entries)
-    return b"II*\x00" + struct.pack("<I", 8) + ifd + b"\x00" * 20
-
-
-def bomb_samples_tiff(height: int, width: int, samples: int) -> bytes:
-    """A uint8 TIFF of `samples` samples per pixel, one deflate strip of zeros: harmless pixel
-    count, ~1000× more bytes decoded than sent."""
-    deflate, block = zlib.compressobj(9), bytes(MB)
-    size = height * width * samples
-    strip = b"".join(deflate.compress(block) for _ in range(size // MB))
-    strip += deflate.compress(bytes(size % MB)) + deflate.flush()
-    entries = [(256, 4, 1, width), (257, 4, 1, height), (258, 3, 1, 8), (259, 3, 1, 8), (262, 3, 1, 1),
-               (273, 4, 1, 134), (277, 3, 1, samples), (278, 4, 1, height), (279, 4, 1, len(strip)),
-               (284, 3, 1, 1)]
-    ifd = struct.pack("<H", len(entries)) + b"".join(struct.pack("<HHII", *e) for e in entries)
-    return b"II*\x00" + struct.pack("<I", 8) + ifd + b"\x00" * 4 + strip
 
 
 def bomb_jpeg(width: int, height: int) -> bytes:

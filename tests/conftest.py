@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -14,6 +13,7 @@ from app.codec import decode_image
 from app.config import Settings
 from app.main import create_app
 from app.segmenter import Segmenter
+from tests.payloads import encode
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
@@ -29,9 +29,7 @@ def read_sample(name: str) -> tuple[bytes, np.ndarray, np.ndarray]:
 
 
 def png_bytes(image: np.ndarray) -> bytes:
-    ok, buf = cv2.imencode(".png", image)
-    assert ok
-    return buf.tobytes()
+    return encode(".png", image)
 
 
 def write_kaggle_layout(root: Path, names: list[str] | None = None) -> Path:

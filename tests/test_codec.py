@@ -1,13 +1,9 @@
 """Decoding: header-first size checks, every supported kind, and clear refusals."""
 
-import io
-import struct
-import zlib
 
 import cv2
 import numpy as np
 import pytest
-import tifffile
 
 from app.codec import (
     ImageError,
@@ -17,23 +13,7 @@ from app.codec import (
     read_header,
 )
 from tests.conftest import png_bytes, read_sample
-
-
-def bomb_png(width: int, height: int) -> bytes:
-    """A tiny PNG whose header claims width × height pixels (zeros compress ~1000:1)."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    rows = zlib.compress(b"\x00" * (width + 1) * 16, 9)  # only the first rows, still tiny
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
-
-
-def tiff_bytes(image: np.ndarray, **kwargs) -> bytes:
-    buf = io.BytesIO()
-    tifffile.imwrite(buf, image, **kwargs)
-    return buf.getvalue()
+from tests.payloads import bomb_png, tiff
 
 
 def test_sample_decodes_as_rgba_in_rgb_order():
@@ -62,18 +42,18 @@ def test_header_sizes_match_decoded(ext):
 
 def test_16_bit_and_float_and_multisample_tiff():
     grey16 = np.random.default_rng(0).integers(0, 65535, (40, 30), dtype=np.uint16)
-    assert np.array_equal(decode_image(tiff_bytes(grey16)), grey16)
+    assert np.array_equal(decode_image(tiff(grey16)), grey16)
     as_float = grey16.astype(np.float32) / 65535
-    assert decode_image(tiff_bytes(as_float)).dtype == np.float32
+    assert decode_image(tiff(as_float)).dtype == np.float32
     rgb16 = np.random.default_rng(1).integers(0, 65535, (40, 30, 3), dtype=np.uint16)
-    assert decode_image(tiff_bytes(rgb16, photometric="rgb")).shape == (40, 30, 3)
-    planar = tiff_bytes(np.moveaxis(rgb16, -1, 0), photometric="rgb", planarconfig="separate")
+    assert decode_image(tiff(rgb16, photometric="rgb")).shape == (40, 30, 3)
+    planar = tiff(np.moveaxis(rgb16, -1, 0), photometric="rgb", planarconfig="separate")
     assert np.array_equal(decode_image(planar), rgb16)
 
 
 def test_multipage_tiff_uses_first_page():
     pages = np.stack([np.zeros((20, 20), np.uint8), np.full((20, 20), 9, np.uint8)])
-    assert not decode_image(tiff_bytes(pages)).any()
+    assert not decode_image(tiff(pages)).any()
 
 
 @pytest.mark.parametrize("fmt", [".png", ".jpg", ".tif"])

@@ -49,7 +49,8 @@ from app.limits import Admission, InferenceTimeout
 from app.main import create_app
 from app.normalize import ChannelError, to_rgb
 from tests.conftest import MODEL, ROOT, make_client, png_bytes, read_sample
-from tests.test_codec import bomb_png
+from tests.payloads import bomb_png, deflated_tiff, hand_tiff, png_chunk, tiff
+from tests.payloads import encode as encoded
 
 # ---------------------------------------------------------------- inputs, built by hand
 
@@ -60,22 +61,6 @@ def crop(height: int = 40, width: int = 48) -> np.ndarray:
 
 
 GOOD = png_bytes(crop())
-
-
-def encoded(ext: str, image: np.ndarray) -> bytes:
-    ok, buf = cv2.imencode(ext, image)
-    assert ok
-    return buf.tobytes()
-
-
-def tiff(image: np.ndarray, **kwargs: object) -> bytes:
-    buf = io.BytesIO()
-    tifffile.imwrite(buf, image, **kwargs)
-    return buf.getvalue()
-
-
-def png_chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
 
 def raw_png(image: np.ndarray, color_type: int) -> bytes:
@@ -94,31 +79,6 @@ def animated_gif(frames: int = 2) -> bytes:
     delay = b"\x21\xf9\x04\x00\x0a\x00\x00\x00"  # graphic control: 0.1 s per frame
     frame = delay + b"\x2c" + struct.pack("<HHHHB", 0, 0, 1, 1, 0) + b"\x02\x02\x44\x01\x00"
     return screen + loop + frame * frames + b";"
-
-
-def hand_tiff(width: int, height: int, *, text_height: bool = False) -> bytes:
-    """An uncompressed 8-bit grey TIFF, written tag by tag, with 16 bytes of pixel data
-    whatever the size it claims. `text_height` types ImageLength as ASCII: tifffile's header
-    reader then raises TypeError; 2 000 000×1 makes OpenCV raise cv2.error."""
-    entries = [(256, 4, 1, width), (257, 2 if text_height else 4, 1, height), (258, 3, 1, 8),
-               (259, 3, 1, 1), (262, 3, 1, 1), (273, 4, 1, 122), (277, 3, 1, 1), (278, 4, 1, height),
-               (279, 4, 1, width * height)]
-    ifd = struct.pack("<H", len(entries)) + b"".join(struct.pack("<HHII", *entry) for entry in entries)
-    return b"II*\x00" + struct.pack("<I", 8) + ifd + b"\x00" * 4 + b"\x00" * 16
-
-
-def deflated_tiff(height: int, width: int, samples: int) -> bytes:
-    """A grey uint8 TIFF of `samples` samples per pixel, one deflate strip of zeros: the file
-    is ~1000× smaller than the array it decodes to, and its pixel count looks harmless."""
-    deflate, block = zlib.compressobj(9), bytes(2**20)
-    size = height * width * samples
-    strip = b"".join(deflate.compress(block) for _ in range(size // len(block)))
-    strip += deflate.compress(bytes(size % len(block))) + deflate.flush()
-    entries = [(256, 4, 1, width), (257, 4, 1, height), (258, 3, 1, 8), (259, 3, 1, 8), (262, 3, 1, 1),
-               (273, 4, 1, 134), (277, 3, 1, samples), (278, 4, 1, height), (279, 4, 1, len(strip)),
-               (284, 3, 1, 1)]
-    ifd = struct.pack("<H", len(entries)) + b"".join(struct.pack("<HHII", *entry) for entry in entries)
-    return b"II*\x00" + struct.pack("<I", 8) + ifd + b"\x00" * 4 + strip
 
 
 def os2_bmp(image: np.ndarray) -> bytes:

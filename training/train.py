@@ -176,7 +176,7 @@ def plot_curves(history_csv: Path, out_png: Path) -> None:
     ax.plot(rows["epoch"] + 1, rows["loss"], label="training loss")
     ax.plot(rows["epoch"] + 1, rows["val_loss"], label="validation loss")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("BCE + (1 − Dice), summed over 2 channels / 2")
+    ax.set_ylabel("BCE + (1 − Dice), mean of the 2 channels")
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
