@@ -45,6 +45,9 @@ evaluate: $(VENV)/.dev
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
 
+bench: $(VENV)/.dev
+	$(BIN)/python bench/run.py
+
 soak: $(VENV)/.dev
 	$(BIN)/python scripts/soak.py --requests 2000 --concurrency 16
 

@@ -40,7 +40,7 @@ def hand_tiff(width: int, height: int, *, text_height: bool = False) -> bytes:
     reader then raises TypeError; 2 000 000×1 makes OpenCV raise cv2.error."""
     entries = [(256, 4, 1, width), (257, 2 if text_height else 4, 1, height), (258, 3, 1, 8),
                (259, 3, 1, 1), (262, 3, 1, 1), (273, 4, 1, 122), (277, 3, 1, 1), (278, 4, 1, height),
-               (279, 4, 1, width * height)]
+               (279, 4, 1, min(width * height, 2**32 - 1))]
     ifd = struct.pack("<H", len(entries)) + b"".join(struct.pack("<HHII", *entry) for entry in entries)
     return b"II*\x00" + struct.pack("<I", 8) + ifd + b"\x00" * 4 + b"\x00" * 16
 
