@@ -146,6 +146,13 @@ def versions() -> dict[str, str]:
     }
 
 
+def model_precision(path: Path) -> str:
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node}
+    return "int8" if ops & {"QuantizeLinear", "QLinearConv", "MatMulInteger", "ConvInteger"} else "float32"
+
+
 def tiles_of(height: int, width: int, tile: int, overlap: int, stride: int) -> list[tuple[int, int]]:
     """The tile shapes predict_tiled runs for an image (after padding to the stride)."""
     ph, pw = -(-height // stride) * stride, -(-width // stride) * stride
@@ -674,6 +681,7 @@ def main(argv: list[str] | None = None) -> int:
             "batch_size": inference.get("batch_size"),
             "graph_optimization": "all (Segmenter default)",
             "output_format": "png (the service default)",
+            "model_precision": model_precision(model_path),
         }
         # 5. the machine's limit
         threads = settings.intra_op_threads or os.cpu_count() or 1
