@@ -32,13 +32,13 @@ def main() -> int:
 
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     try:
-        load_segmenter(settings)  # fail fast, in one line, before uvicorn starts
+        segmenter = load_segmenter(settings)  # fail fast, in one line, before uvicorn starts
     except ModelLoadError as exc:
         return fail(str(exc))
     except Exception as exc:  # a card that parses but lacks fields: KeyError, TypeError…
         return fail(f"cannot load model {settings.model_path}: {type(exc).__name__}: {exc}")
     uvicorn.run(
-        create_app(settings), host=settings.host, port=settings.port,
+        create_app(settings, segmenter), host=settings.host, port=settings.port,
         log_level=settings.log_level, timeout_graceful_shutdown=settings.shutdown_timeout_s,
         access_log=False,  # app.telemetry writes one structured line per request
     )

@@ -30,12 +30,14 @@ def load_segmenter(settings: Settings) -> Segmenter:
         inter_op_threads=settings.inter_op_threads, tile=settings.tile_size)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, segmenter: Segmenter | None = None) -> FastAPI:
+    """`segmenter`: one already loaded (and so checked) by the caller, to avoid loading twice."""
     settings = settings or Settings()
+    preloaded = segmenter
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        segmenter = load_segmenter(settings)
+        segmenter = preloaded or load_segmenter(settings)
         segmenter.warm_up()
         app.state.segmenter = segmenter
         app.state.ready = True
