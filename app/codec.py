@@ -13,8 +13,6 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-SUPPORTED_FORMATS = ("png", "jpeg", "tiff", "bmp")
-
 
 class ImageError(ValueError):
     """An upload that is not a readable image (HTTP 400)."""

@@ -8,7 +8,7 @@ import csv
 import json
 import logging
 import time
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +16,7 @@ import numpy as np
 from app.segmenter import Segmenter, card_path
 from training.baseline import otsu_instances
 from training.data import Dataset, DatasetError
-from training.metrics import ImageScores, score_image
+from training.metrics import score_image
 
 log = logging.getLogger("training")
 HEADLINE = ("dsb_score", "ap_50", "pixel_accuracy", "foreground_iou", "dice")
@@ -45,9 +45,8 @@ def evaluate(segmenter: Segmenter, dataset: Dataset, ids: list[str]) -> list[dic
 
 def summarize(rows: list[dict]) -> dict[str, dict[str, float]]:
     """Means over images (the DSB2018 score is averaged per image, as on Kaggle)."""
-    keys = [f.name for f in fields(ImageScores) if f.name in HEADLINE]
     return {
-        who: {k: round(float(np.mean([r[f"{who}_{k}"] for r in rows])), 4) for k in keys}
+        who: {k: round(float(np.mean([r[f"{who}_{k}"] for r in rows])), 4) for k in HEADLINE}
         for who in ("model", "otsu")
     }
 
