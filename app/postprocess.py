@@ -53,17 +53,47 @@ def foreground_mask(probabilities: np.ndarray, threshold: float) -> np.ndarray:
 def instances(probabilities: np.ndarray, thresholds: Thresholds) -> np.ndarray:
     """HxWx2 probabilities → int32 HxW labels (0 background, 1..N nuclei, no gaps)."""
     foreground = foreground_mask(probabilities, thresholds.foreground)
-    sure = foreground_mask(probabilities, max(thresholds.seed, thresholds.foreground))
+    seed_threshold = max(thresholds.seed, thresholds.foreground)
+    same = seed_threshold == thresholds.foreground
+    sure = foreground if same else foreground_mask(probabilities, seed_threshold)
     seeds = sure & (probabilities[..., BOUNDARY] < thresholds.boundary)
     count, markers = cv2.connectedComponents(seeds.astype(np.uint8), connectivity=4)
     markers = _drop_small(markers, count, thresholds.min_seed_area)
     labels = grow(markers, foreground, thresholds.max_growth)
     labels = _label_orphans(labels, foreground)
-    return relabel(_drop_small(labels, int(labels.max()) + 1, thresholds.min_area))
+    return relabel(labels, min_area=thresholds.min_area)
 
 
 def grow(markers: np.ndarray, mask: np.ndarray, iterations: int) -> np.ndarray:
-    """Dilate labelled seeds into unlabelled pixels of `mask`, one ring per iteration."""
+    """Dilate labelled seeds into unlabelled pixels of `mask`, one ring per iteration.
+
+    A free pixel takes the largest label among its 4-neighbours, so the dilation may run
+    in any dtype that holds the labels exactly: the smallest unsigned one is fastest.
+    """
+    if markers.dtype.kind not in "iu" or mask.dtype != bool or not markers.size:
+        return _grow_float(markers, mask, iterations)
+    low, high = int(markers.min()), int(markers.max())
+    if low < 0 or high > np.iinfo(np.uint16).max:
+        return _grow_float(markers, mask, iterations)
+    labels = markers.astype(np.uint8 if high <= np.iinfo(np.uint8).max else np.uint16)
+    kernel = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+    free = mask & (labels == 0)
+    left = int(np.count_nonzero(free))
+    for _ in range(iterations):
+        if not left:
+            break
+        grown = cv2.dilate(labels, kernel)
+        grown *= free  # only free pixels change; there `labels` is 0
+        labels |= grown
+        free &= grown == 0
+        before, left = left, int(np.count_nonzero(free))
+        if left == before:  # nothing grew: later rings would not either
+            break
+    return labels.astype(np.int32)
+
+
+def _grow_float(markers: np.ndarray, mask: np.ndarray, iterations: int) -> np.ndarray:
+    """`grow` for labels that do not fit uint16 (or are negative): float32 dilation."""
     labels = markers.astype(np.float32)  # float32 dilation is exact up to 2**24 labels
     kernel = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
     for _ in range(iterations):
@@ -84,24 +114,56 @@ def _label_orphans(labels: np.ndarray, foreground: np.ndarray) -> np.ndarray:
     if not orphans.any():
         return labels
     _count, extra = cv2.connectedComponents(orphans.astype(np.uint8), connectivity=8)
-    extra = extra.astype(np.int32)
-    offset = int(labels.max())
-    return np.where(extra > 0, extra + offset, labels)
+    extra = extra.astype(np.int32, copy=False)
+    np.add(extra, int(labels.max()), out=extra, where=extra > 0)
+    return labels + extra  # orphans are where `labels` is 0
 
 
 def _drop_small(labels: np.ndarray, count: int, min_area: int) -> np.ndarray:
     if min_area <= 1 or count <= 1:
-        return labels.astype(np.int32)
+        return labels.astype(np.int32, copy=False)
     areas = np.bincount(labels.ravel(), minlength=count)
     small = areas < min_area
     small[0] = False
     if not small.any():
-        return labels.astype(np.int32)
-    return np.where(small[labels], 0, labels).astype(np.int32)
+        return labels.astype(np.int32, copy=False)
+    lookup = np.arange(len(areas), dtype=np.int32)
+    lookup[small] = 0
+    return lookup[labels]
 
 
-def relabel(labels: np.ndarray) -> np.ndarray:
-    """Renumber labels to 1..N in order of first appearance (row-major)."""
+def relabel(labels: np.ndarray, min_area: int = 1) -> np.ndarray:
+    """Renumber labels to 1..N in order of first appearance (row-major).
+
+    Labels covering fewer than `min_area` pixels become background first. A label's first
+    pixel starts a run of equal values, so only run starts are searched, not every pixel.
+    """
+    flat = labels.ravel()
+    if not _small_non_negative_ints(flat):
+        if min_area > 1:
+            labels = _drop_small(labels, int(labels.max()) + 1, min_area)
+        return _relabel_sorted(labels)
+    areas = np.bincount(flat)
+    keep = areas >= max(min_area, 1)
+    keep[0] = False
+    starts = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    runs = np.concatenate((flat[:1], flat[starts]))
+    runs = runs[keep[runs]]
+    values, first = np.unique(runs, return_index=True)
+    lookup = np.zeros(len(areas), np.int32)
+    lookup[values[np.argsort(first)]] = np.arange(1, len(values) + 1, dtype=np.int32)
+    return lookup[labels]
+
+
+def _small_non_negative_ints(flat: np.ndarray) -> bool:
+    """Whether np.bincount can count these labels in memory about the image's size."""
+    if flat.dtype.kind not in "iu" or not flat.size:
+        return False
+    return int(flat.min()) >= 0 and int(flat.max()) < 4 * flat.size + 65536
+
+
+def _relabel_sorted(labels: np.ndarray) -> np.ndarray:
+    """`relabel` by a full sort, for labels that are not non-negative integers."""
     values, first, inverse = np.unique(labels.ravel(), return_index=True, return_inverse=True)
     nonzero = np.flatnonzero(values > 0)
     order = np.argsort(first[nonzero])

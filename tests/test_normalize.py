@@ -44,3 +44,26 @@ def test_constant_and_non_finite_images():
 def test_five_channels_refused():
     with pytest.raises(ChannelError):
         normalize(np.zeros((4, 4, 5), np.uint8))
+
+
+@pytest.mark.parametrize("name", ["he_stained_256x320", "brightfield_320x320", "fluorescence_256x256"])
+def test_integer_shortcut_equals_float_path(name):
+    """uint8/uint16 images take a histogram shortcut; the float path is its exact reference."""
+    _, image, _ = read_sample(name)
+    for variant in (image, image[..., 0], (image.astype(np.uint16) * 257 + 3)[..., :3]):
+        out = normalize(variant)
+        assert out.dtype == np.float32 and out.flags.c_contiguous
+        assert np.array_equal(out, normalize(variant.astype(np.float32)))
+
+
+def test_integer_shortcut_edge_cases():
+    rng = np.random.default_rng(1)
+    cases = [
+        rng.integers(0, 4096, (37, 23), dtype=np.uint16),  # odd pixel count, 12-bit in 16
+        rng.integers(0, 256, (6, 5, 3), dtype=np.uint8),  # colour, even count
+        np.array([[0, 1]], np.uint8),  # the percentiles fall between two levels
+        np.array([[0, 0], [255, 255]], np.uint8),  # median exactly on the inversion threshold
+        np.dstack([np.array([[0, 0], [255, 255]], np.uint8)] * 2 + [np.array([[9, 0], [255, 0]], np.uint8)]),
+    ]
+    for image in cases:
+        assert np.array_equal(normalize(image), normalize(image.astype(np.float32))), image

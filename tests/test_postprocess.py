@@ -3,7 +3,17 @@
 import numpy as np
 import pytest
 
-from app.postprocess import BOUNDARY, FOREGROUND, Thresholds, instances, relabel, targets
+from app.postprocess import (
+    BOUNDARY,
+    FOREGROUND,
+    Thresholds,
+    _grow_float,
+    _relabel_sorted,
+    grow,
+    instances,
+    relabel,
+    targets,
+)
 from tests.conftest import SAMPLE_NAMES, read_sample
 from training.metrics import dsb_score
 
@@ -39,3 +49,37 @@ def test_small_objects_are_dropped():
 def test_relabel_is_dense_and_ordered():
     labels = np.array([[0, 7, 7], [3, 0, 9]])
     assert relabel(labels).tolist() == [[0, 1, 1], [2, 0, 3]]
+
+
+def test_relabel_follows_first_appearance_and_drops_small():
+    labels = np.array([
+        [0, 0, 9, 9, 0],
+        [4, 0, 9, 0, 2],
+        [4, 4, 0, 7, 2],
+        [0, 0, 5, 7, 2],
+    ])
+    assert relabel(labels).tolist() == [
+        [0, 0, 1, 1, 0],
+        [2, 0, 1, 0, 3],
+        [2, 2, 0, 4, 3],
+        [0, 0, 5, 4, 3],
+    ]
+    # with min_area 3, labels 7 and 5 (2 and 1 pixels) become background
+    assert relabel(labels, min_area=3).tolist() == [
+        [0, 0, 1, 1, 0],
+        [2, 0, 1, 0, 3],
+        [2, 2, 0, 0, 3],
+        [0, 0, 0, 0, 3],
+    ]
+
+
+def test_fast_paths_equal_their_references():
+    """relabel counts runs and grow dilates in uint8/uint16; both must match the slow forms."""
+    rng = np.random.default_rng(0)
+    for high in (5, 300, 70000):
+        labels = rng.integers(0, high, (40, 50)).astype(np.int32)
+        labels[rng.random(labels.shape) < 0.7] = 0
+        assert np.array_equal(relabel(labels), _relabel_sorted(labels))
+        mask = rng.random(labels.shape) < 0.8
+        for iterations in (1, 4, 100):
+            assert np.array_equal(grow(labels, mask, iterations), _grow_float(labels, mask, iterations))
