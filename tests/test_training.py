@@ -1,4 +1,4 @@
-"""The training package end to end on a tiny real dataset: train, export, evaluate."""
+"""The training package end to end on a tiny real dataset: train, export, tune, quantize, evaluate."""
 
 import json
 import subprocess
@@ -6,10 +6,11 @@ import sys
 import zipfile
 
 import numpy as np
+import onnx
 import pytest
 
-from app.segmenter import Segmenter
-from tests.conftest import ROOT, write_kaggle_layout
+from app.segmenter import Segmenter, sha256_file
+from tests.conftest import ROOT, SAMPLE_NAMES, read_sample, write_kaggle_layout
 from training.__main__ import main
 from training.data import Dataset, DatasetError, split_ids
 
@@ -72,6 +73,8 @@ def test_smoke_train_export_evaluate(kaggle_dir, tmp_path, capsys):
     card = json.loads(model.with_suffix(".json").read_text())
     assert card["export"]["parity_max_abs_diff"] <= 1e-4
     assert card["training"]["validation_ids"] == config["val_ids"]
+    ops = {node.op_type for node in onnx.load(str(model)).graph.node}
+    assert "ConvTranspose" not in ops and "Pad" not in ops, "upsampling not simplified"
 
     assert main(["tune", "--model", str(model), "--data", str(kaggle_dir), "--images", "2"]) == 0
     tuned = json.loads(model.with_suffix(".json").read_text())
@@ -84,6 +87,17 @@ def test_smoke_train_export_evaluate(kaggle_dir, tmp_path, capsys):
     metrics = json.loads(model.with_suffix(".json").read_text())["metrics"]
     assert metrics["images"] == 4 and 0 <= metrics["model"]["dsb_score"] <= 1
     Segmenter(model)  # the exported pair loads in the service's class
+
+    int8 = model.with_name("smoke.int8.onnx")
+    assert main(["quantize", "--model", str(model), "--out", str(int8), "--data", str(kaggle_dir),
+                 "--images", "2"]) == 0
+    card8 = json.loads(int8.with_suffix(".json").read_text())
+    assert card8["derived"]["from_sha256"] == sha256_file(model)
+    assert card8["postprocess"] == tuned["postprocess"] and card8["inference"]["tile"] == 1024
+    assert card8["metrics"] == {}, "scores of the float model must not be copied to the INT8 one"
+    ops = {node.op_type for node in onnx.load(str(int8)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert Segmenter(int8).segment(read_sample(SAMPLE_NAMES[0])[1]).max() >= 0
 
 
 def test_resume_continues_after_last_epoch(kaggle_dir, tmp_path):

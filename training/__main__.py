@@ -1,4 +1,4 @@
-"""Command line: python -m training {train,export,tune,evaluate} --help."""
+"""Command line: python -m training {train,export,tune,quantize,evaluate} --help."""
 
 from __future__ import annotations
 
@@ -10,13 +10,15 @@ from pathlib import Path
 
 DEFAULT_DATA = "../shared/datasets/dsb2018/stage1_train.zip"
 DEFAULT_MODEL = "models/nuclei-unet.onnx"
+DEFAULT_INT8 = "models/nuclei-unet.int8.onnx"
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m training",
         description="Train the nuclei U-Net on DSB2018, export it to ONNX, and score it.",
-        epilog="Typical run: train → export → tune → evaluate. Each step has its own --help.",
+        epilog="Typical run: train → export → tune → quantize → evaluate (both models). "
+               "Each step has its own --help.",
     )
     sub = p.add_subparsers(dest="command", required=True)
     fmt = {"formatter_class": argparse.ArgumentDefaultsHelpFormatter}
@@ -33,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--patience", type=int, default=10, help="early-stopping epochs")
     t.add_argument("--time-limit", type=float, default=0.0, metavar="MINUTES",
                    help="stop after the epoch that passes this many minutes (0: none)")
+    t.add_argument("--init-weights", default="", metavar="WEIGHTS_H5",
+                   help="start from an earlier run's weights with a fresh LR schedule (warm restart)")
     t.add_argument("--max-images", type=int, default=0, help="use only the first N images (smoke)")
     t.add_argument("--smoke", action="store_true",
                    help="a few steps on a few images, to check the pipeline end to end")
@@ -48,6 +52,12 @@ def _parser() -> argparse.ArgumentParser:
     u.add_argument("--data", default=DEFAULT_DATA, help="labelled zip or folder (Kaggle layout)")
     u.add_argument("--images", type=int, default=60, help="training images to tune on")
     u.add_argument("--seed", type=int, default=0)
+
+    q = sub.add_parser("quantize", **fmt, help="float32 ONNX → static INT8 ONNX + card (the service's default)")
+    q.add_argument("--model", default=DEFAULT_MODEL, help="the float32 ONNX file with its .json card")
+    q.add_argument("--out", default=DEFAULT_INT8, help="the INT8 .onnx to write (card: same stem .json)")
+    q.add_argument("--data", default=DEFAULT_DATA, help="training images to calibrate on (Kaggle layout)")
+    q.add_argument("--images", type=int, default=32, help="calibration images (one crop each)")
 
     v = sub.add_parser("evaluate", **fmt, help="score an ONNX model through the service's pipeline")
     v.add_argument("--model", default=DEFAULT_MODEL, help="ONNX file with its .json card beside it")
@@ -76,6 +86,11 @@ def main(argv: list[str] | None = None) -> int:
 
             export(Path(args.run_dir), Path(args.out), args.data, args.version)
             return 0
+        if args.command == "quantize":
+            from training.quantize import quantize
+
+            quantize(Path(args.model), Path(args.out), args.data, args.images)
+            return 0
         if args.command == "tune":
             from training.tune import tune
 
@@ -97,6 +112,7 @@ def _train(args: argparse.Namespace) -> int:
         steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
         learning_rate=args.learning_rate, val_fraction=args.val_fraction, seed=args.seed,
         patience=args.patience, time_limit_minutes=args.time_limit, max_images=args.max_images,
+        init_weights=args.init_weights,
     )
     if args.smoke:
         cfg.epochs, cfg.steps_per_epoch, cfg.batch_size = 1, 2, 2

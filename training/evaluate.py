@@ -89,7 +89,8 @@ def evaluate_command(args: argparse.Namespace) -> int:
         path = card_path(Path(args.model))
         card = json.loads(path.read_text())
         card["metrics"] = {
-            "split": args.ids, "images": len(rows),
+            "split": args.ids, "images": len(rows), "sha256": segmenter.card["sha256"],
+            "inference": vars(segmenter.inference),
             "command": f"python -m training evaluate --model {args.model} --ids {args.ids}",
             "model": summary["model"], "baseline_otsu": summary["otsu"],
             "seconds_per_image_mean": round(float(np.mean([r["seconds"] for r in rows])), 3),

@@ -20,6 +20,7 @@ from app.segmenter import InferenceSettings, card_path, sha256_file
 from app.tiling import pad_to_multiple
 from training.data import Dataset
 from training.model import build_unet, stride
+from training.onnx_graph import simplify_upsampling
 
 log = logging.getLogger("training")
 PARITY_TOLERANCE = 1e-4
@@ -42,13 +43,20 @@ def load_keras(run_dir: Path):
     return model, config
 
 
-def to_onnx(model, out: Path) -> None:
+def to_onnx(model, out: Path) -> int:
+    """Convert, then simplify the upsampling (`training.onnx_graph`); returns how many
+    transposed convolutions were rewritten."""
+    import onnx
     import tensorflow as tf
     import tf2onnx
 
     spec = tf.TensorSpec((None, None, None, normalization.CHANNELS), tf.float32, name="image")
     fn = tf.function(lambda image: model(image, training=False), input_signature=[spec])
-    tf2onnx.convert.from_function(fn, input_signature=[spec], opset=OPSET, output_path=str(out))
+    proto, _ = tf2onnx.convert.from_function(fn, input_signature=[spec], opset=OPSET)
+    proto, rewritten = simplify_upsampling(proto)
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(out))
+    return rewritten
 
 
 def parity(model, onnx_path: Path, images: list[np.ndarray], multiple: int) -> float:
@@ -82,7 +90,7 @@ def export(run_dir: Path, out: Path, data: str, version: str) -> dict[str, Any]:
     model, config = load_keras(run_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".onnx.tmp")
-    to_onnx(model, tmp)
+    rewritten = to_onnx(model, tmp)
     multiple = stride(tuple(config["filters"]))
     diff = parity(model, tmp, parity_images(data, config["val_ids"]), multiple)
     if diff > PARITY_TOLERANCE:
@@ -94,6 +102,7 @@ def export(run_dir: Path, out: Path, data: str, version: str) -> dict[str, Any]:
         if (run_dir / name).exists():
             shutil.copyfile(run_dir / name, out.parent / f"{out.stem}.{suffix}")
     card = build_card(out, config, version, diff)
+    card["export"]["rewrites"] = f"{rewritten} × 2×2/stride-2 ConvTranspose → 1×1 Conv + DepthToSpace"
     old = card_path(out)
     if old.exists():  # keep evaluation results of the same weights
         previous = json.loads(old.read_text())

@@ -32,6 +32,7 @@ class TrainConfig:
     patience: int = 10
     time_limit_minutes: float = 0.0  # 0: no limit
     max_images: int = 0  # 0: all; a few for a smoke run
+    init_weights: str = ""  # warm restart: earlier weights, fresh schedule
     filters: tuple[int, ...] = (16, 32, 64, 128, 256)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -138,6 +139,9 @@ def train(cfg: TrainConfig) -> Path:
         log.info("resuming from %s after epoch %d", last_path, initial_epoch)
     else:
         model = build_unet(tuple(cfg.filters))
+        if cfg.init_weights:
+            model.load_weights(cfg.init_weights)
+            log.info("starting from %s", cfg.init_weights)
         schedule = keras.optimizers.schedules.CosineDecay(
             cfg.learning_rate, decay_steps=cfg.epochs * cfg.steps_per_epoch, alpha=0.05)
         model.compile(optimizer=keras.optimizers.Adam(schedule), loss=bce_dice_loss)

@@ -18,8 +18,8 @@ from training.metrics import dsb_score
 
 log = logging.getLogger("training")
 GRID = {
-    "foreground": (0.4, 0.5, 0.6),
-    "seed": (0.5, 0.6, 0.7),
+    "foreground": (0.4, 0.5, 0.6, 0.7),
+    "seed": (0.5, 0.6, 0.7, 0.8),
     "boundary": (0.3, 0.5),
     "min_area": (10, 20),
 }
