@@ -49,8 +49,10 @@ LABEL org.opencontainers.image.title="nuclei-segmentation" \
       org.opencontainers.image.licenses="MIT"
 
 COPY --from=builder /opt/venv /opt/venv
-# The model and its card (the card's sha256 must match the .onnx: checked at start-up).
-COPY models/nuclei-unet.onnx models/nuclei-unet.json /app/models/
+# The models and their cards (a card's sha256 must match its .onnx: checked at start-up):
+# the INT8 model served by default, and the float32 export it was made from (MODEL_PATH).
+COPY models/nuclei-unet.int8.onnx models/nuclei-unet.int8.json \
+     models/nuclei-unet.onnx models/nuclei-unet.json /app/models/
 
 # Every setting of app/config.py is an environment variable (see docker-compose.yml); the
 # image sets those whose container value differs from the code's default: HOST (all
@@ -62,7 +64,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     HOME=/tmp \
-    MODEL_PATH=/app/models/nuclei-unet.onnx \
+    MODEL_PATH=/app/models/nuclei-unet.int8.onnx \
     HOST=0.0.0.0 \
     PORT=8000
 

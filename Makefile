@@ -1,7 +1,8 @@
 # Two commands do all the set-up on a fresh machine with Python 3.11:
 #   make serve   create .venv if missing, install the service, serve models/ on $PORT
 #   make test    install the training and test extras too, run ruff and the test suite
-# Others: make bench (speed), make soak (load), make container-smoke (image), make train.
+# Others: make bench (speed), make soak (load), make container-smoke (image),
+# make train → make export → make evaluate (the model).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -36,11 +37,17 @@ lint: $(VENV)/.dev
 train: $(VENV)/.dev
 	$(BIN)/python -m training train
 
+# A trained run → the two committed models: float32 export (parity-checked against Keras),
+# thresholds tuned on training images, INT8 model (the service's default) made from it.
 export: $(VENV)/.dev
 	$(BIN)/python -m training export
+	$(BIN)/python -m training tune
+	$(BIN)/python -m training quantize
 
 evaluate: $(VENV)/.dev
-	$(BIN)/python -m training evaluate --update-card
+	$(BIN)/python -m training evaluate --update-card --report models/nuclei-unet.validation.csv
+	$(BIN)/python -m training evaluate --model models/nuclei-unet.int8.onnx --update-card \
+		--report models/nuclei-unet.int8.validation.csv
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

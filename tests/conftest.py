@@ -10,14 +10,15 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.codec import decode_image
-from app.config import Settings
+from app.config import DEFAULT_MODEL, Settings
 from app.main import create_app
 from app.segmenter import Segmenter
 from tests.payloads import encode
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
-MODEL = ROOT / "models" / "nuclei-unet.onnx"
+MODEL = DEFAULT_MODEL  # what the service serves by default: the INT8 model
+FLOAT_MODEL = ROOT / "models" / "nuclei-unet.onnx"  # the export it was quantised from
 SAMPLE_NAMES = sorted(p.stem for p in SAMPLES.glob("*.png"))
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from app.config import Settings
+from app.config import DEFAULT_MODEL, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
@@ -232,6 +232,7 @@ def test_the_model_is_copied_where_model_path_points(final: Stage) -> None:
         pytest.fail(f"no COPY of models/{model.name} in the final stage")
     assert (ROOT / "models" / model.name).is_file()
     assert (ROOT / "models" / model.with_suffix(".json").name).is_file()
+    assert model.name == DEFAULT_MODEL.name, "the image serves the same model as make serve"
 
 
 def test_dockerignore_keeps_data_venv_and_tests_out() -> None:

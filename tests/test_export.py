@@ -1,4 +1,5 @@
-"""The committed ONNX file is the committed Keras weights: parity on real images."""
+"""The committed float32 ONNX file is the committed Keras weights: parity on real images.
+(The INT8 model made from it is checked in test_model_quality.py.)"""
 
 import json
 
@@ -8,7 +9,8 @@ import pytest
 from app.normalize import normalize
 from app.segmenter import Segmenter, sha256_file
 from app.tiling import pad_to_multiple
-from tests.conftest import MODEL, SAMPLE_NAMES, read_sample
+from tests.conftest import FLOAT_MODEL as MODEL
+from tests.conftest import SAMPLE_NAMES, read_sample
 from training.export import PARITY_TOLERANCE
 from training.model import build_unet, stride
 
@@ -21,6 +23,11 @@ def keras_model():
     model = build_unet(tuple(CARD["architecture"]["filters"]))
     model.load_weights(weights)
     return model
+
+
+@pytest.fixture(scope="module")
+def segmenter():
+    return Segmenter(MODEL)
 
 
 @pytest.mark.parametrize("name", SAMPLE_NAMES)
