@@ -1,8 +1,8 @@
 """The images the benchmark runs on: real DSB2018 files of the common sizes, read from the
 shared zip as the uploaded bytes; the repository's samples when the zip is absent.
 
-Also the two image sets the variants need: validation images with their labels (to score a
-variant with the DSB2018 metric) and training crops (to calibrate INT8 quantisation).
+Also the validation images with their labels, to score a variant with the DSB2018 metric.
+(INT8 calibration crops come from training.quantize, the one implementation of quantisation.)
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import cv2
 import numpy as np
 
 from app.codec import decode_image, encode_png
-from app.normalize import normalize
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ZIP = ROOT.parent / "shared" / "datasets" / "dsb2018" / "stage1_train.zip"
@@ -152,35 +151,6 @@ def _stratified(dataset, ids: list[str], limit: int) -> list[str]:
             if group and len(picked) < limit:
                 picked.append(group.pop(0))
     return sorted(picked)
-
-
-def calibration_batches(
-    zip_path: Path | None, exclude: list[str], count: int, crop: int, seed: int = 0
-) -> tuple[list[np.ndarray], str]:
-    """`count` normalised crops (1×crop×crop×3 float32) of training images, never validation
-    ones: what INT8 calibration sees."""
-    rng = np.random.default_rng(seed)
-    images: list[np.ndarray] = []
-    if zip_path is not None and zip_path.is_file():
-        with zipfile.ZipFile(zip_path) as zf:
-            members = _zip_images(zf)
-            pool = sorted(set(members) - set(exclude))
-            for k in rng.choice(len(pool), size=min(count, len(pool)), replace=False):
-                images.append(decode_image(zf.read(members[pool[int(k)]])))
-        what = f"{len(images)} training images (not validation) of DSB2018, one {crop}×{crop} crop each"
-    else:
-        images = [decode_image(p.read_bytes()) for p in sorted(SAMPLES.glob("*.png"))]
-        what = f"{len(images)} repository samples, {crop}×{crop} crops (DSB2018 zip absent)"
-    batches = []
-    for image in images:
-        x = normalize(image)
-        h, w = x.shape[:2]
-        if h < crop or w < crop:
-            x = np.pad(x, [(0, max(0, crop - h)), (0, max(0, crop - w)), (0, 0)], mode="symmetric")
-            h, w = x.shape[:2]
-        y0, x0 = int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1))
-        batches.append(np.ascontiguousarray(x[None, y0 : y0 + crop, x0 : x0 + crop]))
-    return batches, what
 
 
 def read_card(model_path: Path) -> dict:

@@ -11,10 +11,16 @@ What it measures, on real DSB2018 images of 256×256, 520×696 and 1024×1024:
   3. the service end to end over HTTP (`python -m app` on 127.0.0.1, httpx async client)
      at concurrency 1 and 4, start-up to /ready, peak RSS, and a soak for memory growth;
   4. the same Keras model's `predict` (TensorFlow backend) on the same tensors;
-  5. FLOPs per image from the ONNX graph against the measured float32/int8 matmul peak;
-and tries variants (threads, graph optimisation, an offline-optimised model, tile size, static
-INT8), each timed and scored on the validation split. Nothing in app/ is changed: a variant that
-wins is reported with the exact setting that would make it the default.
+  5. FLOPs per image from the ONNX graph against the measured matmul peak of the model's own
+     arithmetic (int8 for an INT8 model, float32 otherwise; the other one for context);
+and tries variants (threads, graph optimisation, an offline-optimised model, tile size, tile batch,
+and the default's other-precision sibling), each timed and scored on the validation split.
+
+The sibling: when the default model is INT8 (made by training.quantize), the float32 model it was
+made from (its card's derived.from) is timed raw, profiled, scored as a variant and used for the
+Keras weights; when the default is float32, an INT8 model is made from it by training.quantize
+(the repository's one implementation of quantisation). Nothing in app/ is changed: a variant that
+beats the default is reported with the exact setting that would make it the default.
 """
 
 from __future__ import annotations
@@ -48,7 +54,8 @@ from app.tiling import tile_origins  # noqa: E402
 from bench import endtoend, images, inprocess, report, variants  # noqa: E402
 from bench.flops import count_flops  # noqa: E402
 from bench.peak import measure_peak  # noqa: E402
-from bench.stats import Clock, repeat, summarize  # noqa: E402
+from bench.stats import Clock  # noqa: E402
+from training.quantize import quantize  # noqa: E402
 
 MODES: dict[str, dict[str, Any]] = {
     "full": {
@@ -64,10 +71,10 @@ MODES: dict[str, dict[str, Any]] = {
         "variant_reps": 8,
         "variant_budget_s": 2.0,
         "validation_limit": None,
-        "calibration_images": 24,
+        "calibration_images": 32,  # as `python -m training quantize` (only for a float32 default)
         "calibration_crop": 256,
         "profile_runs": 3,
-        "http_reserve_s": 200,
+        "http_reserve_s": 220,  # HTTP runs + the 500-request soak of the faster INT8 default
         "recommended_requests": 12,
         "probe_rounds": 2,
     },
@@ -207,31 +214,72 @@ def keras_phase(
     return result
 
 
-def int8_raw_rate(
-    path: Path, x_path: Path, intra: int, inter: int, peak: dict[str, Any], reps: dict[str, Any]
+def flops_of(model_path: Path, float_path: Path | None, height: int, width: int) -> dict[str, Any]:
+    """FLOPs counted on the model's own graph (a QDQ graph's Convs are its Convs); where shape
+    inference cannot see through quantised contrib ops, on its float32 model: the same arithmetic."""
+    out = count_flops(model_path, height, width)
+    if out["uncounted_nodes"] and float_path is not None and float_path != model_path:
+        return {**count_flops(float_path, height, width), "int8_gflop": None, "counted_on": float_path.name}
+    return {**out, "counted_on": model_path.name}
+
+
+def sibling_model(
+    clock: Clock,
+    mode: dict[str, Any],
+    model_path: Path,
+    card: dict[str, Any],
+    precision: str,
+    zip_path: Path | None,
+    derived_dir: Path,
 ) -> dict[str, Any]:
-    """session.run of the INT8 model on the 1024×1024 tensor: its rate against the int8 peak
-    (the arithmetic is the float model's: same convolutions, int8 operands)."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = intra, inter
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    feed = {session.get_inputs()[0].name: np.load(x_path)}
-    times = repeat(
-        lambda _i: session.run(None, feed),
-        min_reps=min(10, reps["min_reps"]),
-        max_reps=reps["max_reps"],
-        budget_s=reps["budget_s"]["1024x1024"] / 2,
-    )
-    out = summarize(times)
-    gop = peak["_model_gflop_1024"]
-    rate = gop / (out["median_ms"] / 1e3)
+    """The default's other-precision model, timed and scored beside it. For an INT8 default, the
+    float32 model it was quantised from (its card's derived.from, in the same folder): there is
+    nothing to quantise. For a float32 default, an INT8 model made from it by training.quantize
+    (the repository's one implementation of quantisation) in bench/.work/."""
+    if precision == "int8":
+        name = _get(card, "derived", "from")
+        path = model_path.parent / name if name else None
+        if path is None or not path.is_file():
+            return {"error": f"the float32 source ({name or 'no derived.from in the card'}) is not beside the model"}
+        return {
+            "path": path,
+            "precision": model_precision(path),
+            "role": f"the float32 model {model_path.name} was made from",
+        }
+    if zip_path is None:
+        return {"error": "no DSB2018 zip: no training images to calibrate INT8 on"}
+    out = derived_dir / f"{model_path.stem}.int8.onnx"
+    try:
+        int8_card = quantize(
+            model_path, out, str(zip_path), images=mode["calibration_images"], crop=mode["calibration_crop"]
+        )
+    except Exception as exc:  # quantisation tools raise many kinds; report, do not abort the run
+        log(clock, f"sibling: INT8 quantisation failed: {exc}")
+        return {"error": f"INT8 quantisation failed: {type(exc).__name__}: {exc}"}
+    log(clock, f"sibling: INT8 model quantised by training.quantize in {int8_card['derived']['seconds']} s")
     return {
-        **out,
-        "gop": gop,
-        "achieved_gops": round(rate, 1),
-        "percent_of_int8_peak": round(100 * rate / peak["int8_peak_gops"], 1),
-        "percent_of_fp32_peak": round(100 * rate / peak["fp32_peak_gflops"], 1),
+        "path": out,
+        "precision": model_precision(out),
+        "role": f"INT8 made from {model_path.name} by training.quantize (`python -m training quantize` commits one)",
+        "quantisation": {**int8_card["derived"], "bytes": out.stat().st_size},
     }
+
+
+def rates(gflop: float, median_ms: float, peak: dict[str, Any], precision: str) -> dict[str, Any]:
+    """Achieved G(FL)OP/s of one timed run against the measured peaks; `percent_of_peak` is
+    against the peak of the model's own arithmetic (int8 for an INT8 model)."""
+    rate = gflop / (median_ms / 1e3)
+    out = {
+        "achieved_gflops": round(rate, 1),
+        "percent_of_fp32_peak": round(100 * rate / peak["fp32_peak_gflops"], 1),
+        "percent_of_int8_peak": round(100 * rate / peak["int8_peak_gops"], 1),
+    }
+    out["percent_of_peak"] = out["percent_of_int8_peak" if precision == "int8" else "percent_of_fp32_peak"]
+    return out
+
+
+def _rel(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def variants_phase(
@@ -243,9 +291,8 @@ def variants_phase(
     model_path: Path,
     decoded: dict[str, list[np.ndarray]],
     zip_path: Path | None,
-    input_name: str,
-    raw_inputs: dict[str, Path],
-    peak: dict[str, Any],
+    sibling: dict[str, Any],
+    derived_dir: Path,
     reserve_s: float,
     bench_images: dict[str, list[images.BenchImage]],
 ) -> dict[str, Any]:
@@ -253,8 +300,9 @@ def variants_phase(
     t0 = time.perf_counter()
     validation, validation_note = images.validation_set(zip_path, val_ids, mode["validation_limit"])
     log(clock, f"variants: {validation_note} loaded in {time.perf_counter() - t0:.1f} s")
-    intra, inter = settings.intra_op_threads, settings.inter_op_threads
-    base_tile = settings.tile_size or card.get("inference", {}).get("tile", 512)
+    intra, inter, tile = settings.intra_op_threads, settings.inter_op_threads, settings.tile_size
+    inference = card.get("inference", {})
+    base_tile, base_batch = tile or inference.get("tile", 512), inference.get("batch_size", 2)
     V = variants.Variant
     baseline = V(
         "service default",
@@ -263,20 +311,19 @@ def variants_phase(
         intra,
         inter,
         "all",
-        settings.tile_size,
-        f"INTRA_OP_THREADS={intra}, INTER_OP_THREADS={inter}, optimisation all, tile {base_tile}",
+        tile,
+        f"{model_path.name} ({model_precision(model_path)}), INTRA_OP_THREADS={intra}, INTER_OP_THREADS={inter}, "
+        f"optimisation all, tile {base_tile}, batch {base_batch}",
+        kind="default",
     )
     derived: dict[str, Any] = {}
-    derived_dir = ROOT / "bench" / ".work"  # kept after the run (git-ignored) so a winner can be inspected
-    shutil.rmtree(derived_dir, ignore_errors=True)
-    derived_dir.mkdir(parents=True)
     optimized = derived_dir / f"{model_path.stem}.optimized.onnx"
-    derived["offline_optimized"] = variants.optimize_offline(model_path, optimized, card, intra)
+    derived["offline_optimized"] = variants.optimize_offline(model_path, optimized, intra)
     log(clock, "variants: offline-optimised model written")
-    tile = settings.tile_size
     no_arena = {"enable_cpu_mem_arena": False}
+    other_batch = 2 if base_batch == 1 else 1
     candidates = [
-        V("intra-op threads 1", "INTRA_OP_THREADS=1", model_path, 1, inter, "all", tile),
+        V("intra-op threads 1", "INTRA_OP_THREADS=1", model_path, 1, inter, "all", tile, kind="threads"),
         V(
             "inter-op threads 2",
             "INTER_OP_THREADS=2",
@@ -286,35 +333,22 @@ def variants_phase(
             "all",
             tile,
             "Segmenter runs ORT_SEQUENTIAL, so inter-op threads have no graph branches to run",
+            kind="threads",
         ),
-        V("graph optimisation basic", "Segmenter(optimization='basic')", model_path, intra, inter, "basic", tile),
-        V(
-            "graph optimisation extended",
-            "Segmenter(optimization='extended')",
-            model_path,
-            intra,
-            inter,
-            "extended",
-            tile,
-        ),
-        V(
-            "graph optimisation disabled",
-            "Segmenter(optimization='disable')",
-            model_path,
-            intra,
-            inter,
-            "disable",
-            tile,
+        *(
+            V(f"graph optimisation {name}", f"Segmenter(optimization='{level}')", model_path, intra, inter, level, tile)
+            for name, level in (("basic", "basic"), ("extended", "extended"), ("disabled", "disable"))
         ),
         V(
             "offline-optimised model",
-            "MODEL_PATH=<model>.optimized.onnx + Segmenter(optimization='disable')",
+            f"MODEL_PATH={_rel(optimized)} + Segmenter(optimization='disable')",
             optimized,
             intra,
             inter,
             "disable",
             tile,
-            "graph saved by onnxruntime at ORT_ENABLE_ALL (machine-specific NCHWc kernels), loaded without optimising",
+            "graph saved by onnxruntime at ORT_ENABLE_ALL (machine-specific kernels), loaded without optimising",
+            kind="model",
         ),
         V(
             "no memory arena",
@@ -328,62 +362,33 @@ def variants_phase(
             session_options=no_arena,
         ),
         V(
-            "tile batch 1",
-            'model card "inference": {"batch_size": 1}',
+            f"tile batch {other_batch}",
+            f'model card "inference": {{"batch_size": {other_batch}}}',
             model_path,
             intra,
             inter,
             "all",
             tile,
-            batch_size=1,
+            batch_size=other_batch,
+            kind="batch",
+        ),
+        *(
+            V(f"tile {t}", f"TILE_SIZE={t}", model_path, intra, inter, "all", t, kind="tile")
+            for t in (256, 512, 768, 1024)
+            if t != base_tile
         ),
     ]
-    for t in (256, 768, 1024):
-        if t != base_tile:
-            candidates.append(V(f"tile {t}", f"TILE_SIZE={t}", model_path, intra, inter, "all", t))
     if mode is MODES["quick"]:  # keep development runs short
-        candidates = [c for c in candidates if c.name in ("no memory arena", "tile 1024")]
-    int8_path = derived_dir / f"{model_path.stem}.int8.onnx"
-    int8_variant = None
-    try:
-        batches, calib_note = images.calibration_batches(
-            zip_path, val_ids, mode["calibration_images"], mode["calibration_crop"]
-        )
-        derived["int8"] = variants.quantize_int8(model_path, int8_path, batches, card, calib_note, input_name)
-        log(clock, f"variants: INT8 model quantised in {derived['int8']['seconds']} s")
-        derived["int8"]["raw_1024x1024"] = int8_raw_rate(
-            int8_path, raw_inputs["1024x1024"], intra, inter, peak, mode["raw"]
-        )
-        derived["int8"]["profile_1024x1024"] = variants.profile_ops(
-            int8_path,
-            np.load(raw_inputs["1024x1024"]),
-            intra=intra,
-            inter=inter,
-            optimization="all",
-            workdir=workdir,
-            runs=mode["profile_runs"],
-        )
-        int8_variant = V(
-            "INT8 static (QDQ)",
-            "MODEL_PATH=<model>.int8.onnx (+ its card)",
-            int8_path,
-            intra,
-            inter,
-            "all",
-            tile,
-            calib_note,
-        )
-        candidates.append(int8_variant)
-    except Exception as exc:  # quantisation tools raise many kinds; report, do not abort the run
-        derived["int8"] = {"error": f"{type(exc).__name__}: {exc}"}
-        log(clock, f"variants: INT8 quantisation failed: {exc}")
-
+        candidates = [c for c in candidates if c.name in ("no memory arena", "tile 512", "tile 1024")]
+    candidates += sibling_variants(sibling, settings, base_tile)
+    memory_names = {"no memory arena", f"tile batch {other_batch}"} | {
+        c.name for c in candidates if c.model_path == sibling.get("path")
+    }
+    kwargs = {"reps": mode["variant_reps"], "budget_s": mode["variant_budget_s"]}
     probe_files = []
     for k, data in enumerate(i.data for i in bench_images["1024x1024"]):
         probe_files.append(workdir / f"probe_{k}.png")
         probe_files[-1].write_bytes(data)
-    memory_names = {"no memory arena", "tile batch 1", "tile 768", "tile 1024", "INT8 static (QDQ)"}
-    kwargs = {"reps": mode["variant_reps"], "budget_s": mode["variant_budget_s"]}
     probe = (probe_files, mode["probe_rounds"], workdir)
     base = variants.measure(baseline, decoded, validation, None, probe=probe, **kwargs)
     base_labels = base.pop("_labels")
@@ -394,31 +399,35 @@ def variants_phase(
     )
     done: list[variants.Variant] = []
 
-    def run(v: variants.Variant, with_probe: bool) -> bool:
+    def run(v: variants.Variant) -> None:
+        """Time and score it; probe its memory where that can decide (it qualifies) or explain
+        (arena, batch, the sibling model) something."""
         if clock.left < reserve_s:
             log(clock, f"variants: skipping {v.name} (time budget)")
-            return False
+            return
         try:
-            r = variants.measure(v, decoded, validation, base_labels, probe=probe if with_probe else None, **kwargs)
+            r = variants.measure(v, decoded, validation, base_labels, **kwargs)
             r.pop("_labels")
+            variants.decide(base, [v])
+            if r["qualifies"] or v.name in memory_names:
+                r["memory"] = variants.memory_probe(v.spec(), *probe)
+                variants.decide(base, [v])
         except Exception as exc:  # a variant that cannot load is reported, not fatal
             v.result = {"error": f"{type(exc).__name__}: {exc}"}
             log(clock, f"variants: {v.name} failed: {exc}")
-            return False
+            return
         done.append(v)
-        variants.decide(base, [v])
         log(
             clock,
             f"variants: {v.name}: {r['median_sum_ms']:.0f} ms ({r['speedup']}×), DSB {r['dsb_score']}, "
             f"RSS {_get(r, 'memory', 'rss_end_mb')} MB",
         )
-        return True
 
     for v in candidates:
-        run(v, v.name in memory_names)
-    combos = combinations(done, base, int8_variant, no_arena, V)
+        run(v)
+    combos = combinations(done, baseline, no_arena, V)
     for combo in combos:
-        run(combo, True)
+        run(combo)
     variants.decide(base, done)
     winners = [v for v in done if v.result.get("recommendable")]
     best = min(winners, key=lambda v: v.result["median_sum_ms"]) if winners else None
@@ -429,7 +438,7 @@ def variants_phase(
         "more than 500 MB at peak while serving 1024×1024 images (target 5)",
         "baseline": {"name": baseline.name, "setting": baseline.note, **base},
         "variants": [
-            {"name": v.name, "setting": v.setting, "note": v.note, **v.result}
+            {"name": v.name, "setting": v.setting, "note": v.note, "kind": v.kind, **v.result}
             for v in candidates + [c for c in combos if c not in candidates]
         ],
         "derived_models": derived,
@@ -454,40 +463,78 @@ def variants_phase(
     }
 
 
+def sibling_variants(sibling: dict[str, Any], settings: Settings, base_tile: int) -> list[variants.Variant]:
+    """The sibling model as the service would run it with MODEL_PATH pointing at it (its card's
+    tile and batch), and at the default's tile too, so model and tile effects can be told apart."""
+    path = sibling.get("path")
+    if path is None:
+        return []
+    inference = images.read_card(path).get("inference", {})
+    tile = settings.tile_size or inference.get("tile", 512)
+    label = "INT8 static (QDQ)" if sibling["precision"] == "int8" else "float32"
+    where = "TILE_SIZE" if settings.tile_size else "its card"
+    args = (settings.intra_op_threads, settings.inter_op_threads, "all")
+    out = [
+        variants.Variant(
+            f"{label} model ({where}: tile {tile}, batch {inference.get('batch_size')})",
+            f"MODEL_PATH={_rel(path)}",
+            path,
+            *args,
+            settings.tile_size,
+            sibling["role"],
+            kind="model",
+        )
+    ]
+    if tile != base_tile:
+        out.append(
+            variants.Variant(
+                f"{label} model + tile {base_tile}",
+                f"MODEL_PATH={_rel(path)}, TILE_SIZE={base_tile}",
+                path,
+                *args,
+                base_tile,
+                f"the default's tile, batch {inference.get('batch_size')} (one tile covers a 1024×1024 image)"
+                if base_tile >= 1024
+                else "",
+                kind="model",
+            )
+        )
+    return out
+
+
 def combinations(
     done: list[variants.Variant],
-    base: dict[str, Any],
-    int8_variant: variants.Variant | None,
+    baseline: variants.Variant,
     no_arena: dict[str, Any],
     V: type[variants.Variant],
 ) -> list[variants.Variant]:
-    """Winners of different kinds together: the fastest qualifying model file (INT8 or
-    offline-optimised), tile and thread count in one variant; and the same without the memory
-    arena when a part of it holds too much memory."""
+    """Winners of different kinds together: the fastest qualifying model file, tile, thread
+    count and batch in one variant (the rest from the default); and the same without the
+    memory arena when a part of it holds too much memory."""
 
-    def best(prefixes: tuple[str, ...]) -> variants.Variant | None:
-        q = [v for v in done if v.name.startswith(prefixes) and v.result.get("qualifies")]
+    def best(kind: str) -> variants.Variant | None:
+        q = [v for v in done if v.kind == kind and v.result.get("qualifies")]
         return min(q, key=lambda v: v.result["median_sum_ms"]) if q else None
 
-    model = best(("INT8", "offline-optimised"))
-    tile = best(("tile ",))
-    threads = best(("intra-op", "inter-op"))
-    parts = [p for p in (model, tile, threads) if p is not None]
+    model, tile, threads, batch = (best(k) for k in ("model", "tile", "threads", "batch"))
+    if model and tile and model.result.get("tile") == tile.result.get("tile"):
+        tile = None  # the model's own card already runs that tile
+    parts = [p for p in (model, tile, threads, batch) if p is not None]
     if not parts:
         return []
-    first = parts[0]
     combo = V(
         " + ".join(p.name for p in parts),
         ", ".join(p.setting for p in parts),
-        (model or first).model_path,
-        (threads or first).intra_op_threads,
-        (threads or first).inter_op_threads,
-        (model or first).optimization,
-        (tile or first).tile,
+        (model or baseline).model_path,
+        (threads or baseline).intra_op_threads,
+        (threads or baseline).inter_op_threads,
+        (model or baseline).optimization,
+        (tile or model or baseline).tile,
+        batch_size=batch.batch_size if batch else None,
+        kind="combination",
     )
     out = [combo] if len(parts) > 1 else []
-    heavy = any(not p.result.get("memory_ok", True) for p in parts)
-    if heavy:
+    if any(not p.result.get("memory_ok", True) for p in parts):
         lean = V(
             combo.name + " + no memory arena",
             combo.setting + ", SessionOptions.enable_cpu_mem_arena = False",
@@ -496,7 +543,9 @@ def combinations(
             combo.inter_op_threads,
             combo.optimization,
             combo.tile,
+            batch_size=combo.batch_size,
             session_options=no_arena,
+            kind="combination",
         )
         out.append(lean)
     return out
@@ -641,9 +690,13 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings()
     model_path = Path(settings.model_path)
     card = images.read_card(model_path)
+    precision = model_precision(model_path)
     workdir = Path(tempfile.mkdtemp(prefix="nuclei-bench-"))
+    derived_dir = ROOT / "bench" / ".work"  # kept after the run (git-ignored) so a winner can be inspected
+    shutil.rmtree(derived_dir, ignore_errors=True)
+    derived_dir.mkdir(parents=True)
     zip_path = args.zip if args.zip.is_file() else None
-    log(clock, f"{mode_name} run, model {model_path.name} {card.get('version')}, work dir {workdir}")
+    log(clock, f"{mode_name} run, model {model_path.name} {card.get('version')} ({precision}), work dir {workdir}")
     results: dict[str, Any] = {"mode": mode_name, "started": started.isoformat(timespec="seconds")}
     try:
         val_ids = card.get("training", {}).get("validation_ids", [])
@@ -667,45 +720,57 @@ def main(argv: list[str] | None = None) -> int:
         }
         results["machine"] = machine()
         results["versions"] = versions()
-        inference = card.get("inference", {})
         results["settings"] = {
             "model": model_path.name,
             "model_version": card.get("version"),
             "model_sha256": card.get("sha256"),
+            "model_precision": precision,
+            "model_derived_from": _get(card, "derived", "from"),
             "intra_op_threads": settings.intra_op_threads,
             "inter_op_threads": settings.inter_op_threads,
             "inference_workers": settings.inference_workers,
             "queue_depth": settings.queue_depth,
-            "tile": settings.tile_size or inference.get("tile"),
-            "overlap": inference.get("overlap"),
-            "batch_size": inference.get("batch_size"),
+            "tile_from": "TILE_SIZE" if settings.tile_size else "model card",
             "graph_optimization": "all (Segmenter default)",
             "output_format": "png (the service default)",
-            "model_precision": model_precision(model_path),
         }
+        # the default's other-precision model: its float32 source, or an INT8 model made from it
+        sibling = sibling_model(clock, mode, model_path, card, precision, zip_path, derived_dir)
+        sib_path = sibling.get("path")
+        results["sibling"] = {
+            **{k: v for k, v in sibling.items() if k != "path"},
+            **({"model": sib_path.name, "path": _rel(sib_path)} if sib_path else {}),
+        }
+        # the float32 model: Keras weights, Keras parity, and FLOPs when a quantised graph hides shapes
+        float_path = (
+            model_path if precision == "float32" else sib_path if sibling.get("precision") == "float32" else None
+        )
+
         # 5. the machine's limit
         threads = settings.intra_op_threads or os.cpu_count() or 1
         results["peak"] = measure_peak(
             threads=threads, reps=6 if mode_name == "full" else 2, budget_s=4.0 if mode_name == "full" else 1.0
         )
-        log(
-            clock,
-            f"peak: fp32 {results['peak']['fp32_peak_gflops']} GFLOP/s, int8 {results['peak']['int8_peak_gops']} GOP/s",
-        )
+        peak = results["peak"]
+        log(clock, f"peak: fp32 {peak['fp32_peak_gflops']} GFLOP/s, int8 {peak['int8_peak_gops']} GOP/s")
 
-        # 1-2. in process, the service's way
+        # 1-2. in process, the service's way (and the sibling as MODEL_PATH would load it)
         segmenter = load_segmenter(settings)
         segmenter.warm_up()
         s = segmenter.inference
-        results["settings"]["tile"] = s.tile
-        flops, raw, pipe, inputs, outputs = {}, {}, {}, {}, {}
+        results["settings"].update(tile=s.tile, overlap=s.overlap, batch_size=s.batch_size)
+        sib_segmenter = load_segmenter(settings.model_copy(update={"model_path": sib_path})) if sib_path else None
+        float_segmenter = segmenter if float_path == model_path else sib_segmenter if float_path else None
+        flops, raw, sib_raw, pipe, inputs, outputs = {}, {}, {}, {}, {}, {}
         for key, imgs in bench_images.items():
             x = inprocess.model_input(segmenter, imgs[0].data)
             h, w = imgs[0].height, imgs[0].width
-            whole = count_flops(model_path, x.shape[1], x.shape[2])
+            whole = flops_of(model_path, float_path, x.shape[1], x.shape[2])
             tiles = tiles_of(h, w, s.tile, s.overlap, segmenter.stride)
             tiled = (
-                sum(count_flops(model_path, th, tw)["gflop"] for th, tw in set(tiles)) * len(tiles) / len(set(tiles))
+                sum(flops_of(model_path, float_path, th, tw)["gflop"] for th, tw in set(tiles))
+                * len(tiles)
+                / len(set(tiles))
             )
             flops[key] = {
                 **whole,
@@ -715,21 +780,23 @@ def main(argv: list[str] | None = None) -> int:
                 "tiling_compute_factor": round(tiled / whole["gflop"], 3),
             }
             p = mode["raw"]
-            raw[key] = inprocess.raw_onnxruntime(
-                segmenter, x, min_reps=p["min_reps"], max_reps=p["max_reps"], budget_s=p["budget_s"][key]
-            )
-            raw[key]["achieved_gflops"] = round(whole["gflop"] / (raw[key]["median_ms"] / 1e3), 1)
-            raw[key]["percent_of_fp32_peak"] = round(
-                100 * raw[key]["achieved_gflops"] / results["peak"]["fp32_peak_gflops"], 1
-            )
+            reps = {"min_reps": p["min_reps"], "max_reps": p["max_reps"], "budget_s": p["budget_s"][key]}
+            raw[key] = inprocess.raw_onnxruntime(segmenter, x, **reps)
+            raw[key].update(rates(whole["gflop"], raw[key]["median_ms"], peak, precision))
             inputs[key], outputs[key] = workdir / f"x_{key}.npy", workdir / f"y_{key}.npy"
             np.save(inputs[key], x)
-            np.save(outputs[key], segmenter.session.run(None, {segmenter.input_name: x})[0])
+            reference = float_segmenter or segmenter  # Keras parity is the float32 export's
+            np.save(outputs[key], reference.session.run(None, {reference.input_name: x})[0])
             log(
                 clock,
                 f"raw onnxruntime {key} {list(x.shape)}: median {raw[key]['median_ms']:.1f} ms, "
-                f"{raw[key]['achieved_gflops']} GFLOP/s ({raw[key]['percent_of_fp32_peak']}% of peak)",
+                f"{raw[key]['achieved_gflops']} G(FL)OP/s ({raw[key]['percent_of_peak']}% of the {precision} peak)",
             )
+            if sib_segmenter is not None:
+                sib_raw[key] = inprocess.raw_onnxruntime(sib_segmenter, x, **reps)
+                sib_raw[key].update(rates(whole["gflop"], sib_raw[key]["median_ms"], peak, sibling["precision"]))
+                log(clock, f"raw onnxruntime {key}, {sib_path.name}: median {sib_raw[key]['median_ms']:.1f} ms")
+        del sib_segmenter, float_segmenter
         for key, imgs in bench_images.items():
             p = mode["pipeline"]
             pipe[key] = inprocess.pipeline(
@@ -741,39 +808,48 @@ def main(argv: list[str] | None = None) -> int:
                 budget_s=p["budget_s"][key],
             )
             model_ms = pipe[key]["stages"]["model"]["mean_ms"]
-            pipe[key]["model_gflops_in_pipeline"] = round(flops[key]["gflop"] / (model_ms / 1e3), 1)
+            pipe[key]["model_gflops_in_pipeline"] = round(flops[key]["tiled_gflop"] / (model_ms / 1e3), 1)
             log(
                 clock,
                 f"pipeline {key}: median {pipe[key]['median_ms']:.1f} ms, model share "
                 f"{pipe[key]['stages']['model']['share']:.0%}",
             )
         results["flops"], results["raw_onnxruntime"], results["pipeline"] = flops, raw, pipe
-        profiles = {}
-        for key in TARGET_SIZES:
-            profiles[key] = variants.profile_ops(
-                model_path,
-                np.load(inputs[key]),
-                intra=settings.intra_op_threads,
-                inter=settings.inter_op_threads,
-                optimization="all",
-                workdir=workdir,
-                runs=mode["profile_runs"],
-            )
-        results["profile"] = profiles
+        results["sibling"]["raw_onnxruntime"] = sib_raw
+        profile = {
+            "intra": settings.intra_op_threads,
+            "inter": settings.inter_op_threads,
+            "optimization": "all",
+            "workdir": workdir,
+            "runs": mode["profile_runs"],
+        }
+        results["profile"] = {
+            key: variants.profile_ops(model_path, np.load(inputs[key]), **profile) for key in TARGET_SIZES
+        }
+        if sib_path:
+            big = np.load(inputs["1024x1024"])
+            results["sibling"]["profile"] = {"1024x1024": variants.profile_ops(sib_path, big, **profile)}
         log(clock, "profile: onnxruntime profiler done")
-        input_name = segmenter.input_name
         del segmenter
 
-        # 4. Keras predict, in its own process
+        # 4. Keras predict, in its own process, with the float32 model's weights
         if "keras" not in args.skip:
+            keras_model = float_path or model_path
             results["keras"] = keras_phase(
-                clock, mode, workdir, card, model_path, inputs, outputs, limit_s=max(30.0, clock.left - 200)
+                clock,
+                mode,
+                workdir,
+                images.read_card(keras_model),
+                keras_model,
+                inputs,
+                outputs,
+                limit_s=max(30.0, clock.left - 200),
             )
+            results["keras"]["parity_against"] = keras_model.name
             log(clock, "keras: done")
 
-        # variants: threads, graph optimisation, offline model, tile, INT8
+        # variants: threads, graph optimisation, offline model, tile, batch, the sibling model
         if "variants" not in args.skip:
-            peak = {**results["peak"], "_model_gflop_1024": flops["1024x1024"]["gflop"]}
             results["variants"] = variants_phase(
                 clock,
                 mode,
@@ -783,9 +859,8 @@ def main(argv: list[str] | None = None) -> int:
                 model_path,
                 decoded,
                 zip_path,
-                input_name,
-                inputs,
-                peak,
+                sibling,
+                derived_dir,
                 mode["http_reserve_s"],
                 bench_images,
             )

@@ -3,8 +3,9 @@ the service would run it, timed and scored with the DSB2018 metric on the valida
 
 A variant is a setting the service already exposes (INTRA_OP_THREADS, INTER_OP_THREADS,
 TILE_SIZE, MODEL_PATH) or a Segmenter argument (graph optimisation level), or another model
-file: the graph optimised offline by onnxruntime, or INT8-quantised with onnxruntime's
-static quantisation calibrated on training images.
+file: the graph optimised offline by onnxruntime, or the default's other-precision sibling (the
+float32 model an INT8 default was quantised from, or an INT8 model made from a float32 default
+by training.quantize).
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from app.segmenter import Segmenter, card_path, sha256_file
+from app.segmenter import Segmenter, card_path
 from bench.images import ROOT, Labelled
 from bench.stats import repeat, summarize
 from training.metrics import dsb_score
+from training.quantize import derived_card
 
 LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -45,6 +47,7 @@ class Variant:
     note: str = ""
     batch_size: int | None = None  # the card's inference.batch_size when None
     session_options: dict[str, Any] = field(default_factory=dict)  # SessionOptions Segmenter does not expose
+    kind: str = "options"  # what it changes: model, tile, batch, threads, options (combinations mix kinds)
     result: dict[str, Any] = field(default_factory=dict)
 
     def spec(self) -> dict[str, Any]:
@@ -107,18 +110,10 @@ def memory_probe(
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
-def write_card_for(model_path: Path, source_card: dict[str, Any], extra: dict[str, Any]) -> None:
-    """A model card for a derived model file, so Segmenter's sha256 check accepts it."""
-    card = json.loads(json.dumps(source_card))
-    card["file"] = model_path.name
-    card["sha256"] = sha256_file(model_path)
-    card["derived"] = extra
-    card_path(model_path).write_text(json.dumps(card, indent=2) + "\n")
-
-
-def optimize_offline(model_path: Path, out: Path, card: dict[str, Any], threads: int) -> dict[str, Any]:
+def optimize_offline(model_path: Path, out: Path, threads: int) -> dict[str, Any]:
     """Let onnxruntime apply all its graph optimisations once and save the result, so the
-    service can load it with optimisation disabled (hardware-specific: NCHWc layouts)."""
+    service can load it with optimisation disabled (hardware-specific: NCHWc layouts). Its card
+    is made the way training makes any derived model's card."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads
@@ -126,74 +121,9 @@ def optimize_offline(model_path: Path, out: Path, card: dict[str, Any], threads:
     t0 = time.perf_counter()
     ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
     seconds = time.perf_counter() - t0
-    write_card_for(out, card, {"from": model_path.name, "how": "onnxruntime ORT_ENABLE_ALL, saved"})
+    card = derived_card(model_path, out, {"how": "onnxruntime ORT_ENABLE_ALL, saved"})
+    card_path(out).write_text(json.dumps(card, indent=2) + "\n")
     return {"seconds": round(seconds, 2), "bytes": out.stat().st_size}
-
-
-def quantize_int8(
-    model_path: Path,
-    out: Path,
-    batches: list[np.ndarray],
-    card: dict[str, Any],
-    calibration_note: str,
-    input_name: str = "image",
-) -> dict[str, Any]:
-    """Static INT8 (QDQ, per-channel int8 weights, uint8 activations, MinMax calibration)."""
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.items = iter(batches)
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            batch = next(self.items, None)
-            return None if batch is None else {input_name: batch}
-
-    t0 = time.perf_counter()
-    pre = out.with_name(out.stem + ".pre.onnx")
-    quant_pre_process(str(model_path), str(pre), skip_symbolic_shape=True)
-    settings = {
-        "quant_format": "QDQ",
-        "per_channel": True,
-        "activation_type": "QUInt8",
-        "weight_type": "QInt8",
-        "calibrate_method": "MinMax",
-    }
-    quantize_static(
-        str(pre),
-        str(out),
-        Reader(),
-        quant_format=QuantFormat.QDQ,
-        per_channel=True,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        calibrate_method=CalibrationMethod.MinMax,
-    )
-    pre.unlink(missing_ok=True)
-    seconds = time.perf_counter() - t0
-    write_card_for(
-        out,
-        card,
-        {
-            "from": model_path.name,
-            "how": "onnxruntime.quantization.quantize_static",
-            "settings": settings,
-            "calibration": calibration_note,
-        },
-    )
-    return {
-        "seconds": round(seconds, 1),
-        "bytes": out.stat().st_size,
-        "settings": settings,
-        "calibration": calibration_note,
-    }
 
 
 def measure(
@@ -289,7 +219,7 @@ def profile_ops(
     options.inter_op_num_threads = inter
     options.graph_optimization_level = LEVELS[optimization]
     options.enable_profiling = True
-    options.profile_file_prefix = str(workdir / f"ort_profile_{x.shape[1]}x{x.shape[2]}")
+    options.profile_file_prefix = str(workdir / f"ort_profile_{model_path.stem}_{x.shape[1]}x{x.shape[2]}")
     session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     walls = []
@@ -316,6 +246,7 @@ def profile_ops(
     timed_runs = max(1, len(runs_seen) - 1)
     ops = sorted(by_op.items(), key=lambda kv: -kv[1])
     return {
+        "model": model_path.name,
         "input_shape": list(x.shape),
         "runs": timed_runs,
         "wall_ms_per_run": round(float(np.median(walls[1:])) * 1e3, 2),
