@@ -8,7 +8,6 @@ import asyncio
 import itertools
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,13 +19,8 @@ import httpx
 import numpy as np
 
 from bench.images import ROOT, BenchImage
+from bench.localserver import free_port, wait_until_ready
 from bench.stats import summarize
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _proc_status(pid: int, field: str) -> float:
@@ -58,18 +52,8 @@ class Server:
             [sys.executable, "-m", "app"], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
         )
         log.close()
-        with httpx.Client(timeout=1.0) as client:
-            while time.perf_counter() - t0 < timeout_s:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"server exited with {self.proc.returncode}; see {self.log_path}")
-                try:
-                    if client.get(f"{self.url}/ready").status_code == 200:
-                        return time.perf_counter() - t0
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.01)
-        self.stop()
-        raise RuntimeError(f"server not ready after {timeout_s} s; see {self.log_path}")
+        wait_until_ready(self.proc, self.url, self.log_path, timeout_s, poll_s=0.01)
+        return time.perf_counter() - t0
 
     @property
     def pid(self) -> int:

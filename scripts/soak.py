@@ -44,6 +44,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the hostile payloads live beside the tests that use them
 
+from bench.localserver import free_port, wait_until_ready  # noqa: E402
 from tests.payloads import bomb_png, encode, tiff  # noqa: E402
 from tests.payloads import deflated_tiff as bomb_samples_tiff  # noqa: E402
 from tests.payloads import hand_tiff as bomb_tiff  # noqa: E402
@@ -54,12 +55,6 @@ MAX_UPLOAD = 4 * MB  # the server's MAX_UPLOAD_BYTES here, so oversized uploads 
 
 
 # ---------------------------------------------------------------- the server process
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def memory(pid: int) -> dict[str, int]:
@@ -90,18 +85,11 @@ def start_server(log_path: Path) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen([sys.executable, "-m", "app"], cwd=ROOT, env=env,
                             stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{env['PORT']}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited with {proc.returncode}:\n{log_path.read_text()}")
-        try:
-            if httpx.get(url + "/ready", timeout=2, trust_env=False).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise SystemExit(f"server not ready after 120 s:\n{log_path.read_text()}")
+    try:
+        wait_until_ready(proc, url, log_path, timeout_s=120, poll_s=0.2)
+    except RuntimeError as exc:
+        raise SystemExit(str(exc)) from None
+    return proc, url
 
 
 # ---------------------------------------------------------------- payloads

@@ -48,6 +48,7 @@ from app.config import Settings
 from app.limits import Admission, InferenceTimeout
 from app.main import create_app
 from app.normalize import ChannelError, to_rgb
+from bench.localserver import free_port, wait_until_ready
 from tests.conftest import MODEL, ROOT, make_client, png_bytes, read_sample
 from tests.payloads import bomb_png, deflated_tiff, hand_tiff, png_chunk, tiff
 from tests.payloads import encode as encoded
@@ -459,12 +460,6 @@ def test_timed_out_work_keeps_its_worker_so_threads_stay_bounded():
 # ---------------------------------------------------------------- real processes: start-up and shutdown
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def server_env(**settings: object) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
     env.update(HOST="127.0.0.1", PORT=str(free_port()), LOG_LEVEL="warning")
@@ -524,17 +519,8 @@ def start_server(log: Path, delay_s: float = 0.0, **settings: object) -> tuple[s
     command = [sys.executable, "-c", SLOW_SERVER, str(delay_s)] if delay_s else [sys.executable, "-m", "app"]
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{env['PORT']}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, log.read_text()
-        try:
-            if httpx.get(url + "/ready", timeout=1, trust_env=False).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise AssertionError(f"server did not become ready:\n{log.read_text()}")
+    wait_until_ready(proc, url, log, timeout_s=60, poll_s=0.1)
+    return proc, url
 
 
 def stop(proc: subprocess.Popen) -> None:
