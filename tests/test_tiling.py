@@ -32,7 +32,7 @@ def test_tiled_equals_untiled_away_from_padding():
 
 # Largest |tiled − whole| with 512-px tiles: the receptive field is wider than the 64-px
 # margin, and the INT8 model's activations move in steps of its quantisation scale.
-@pytest.mark.parametrize(("model", "max_diff"), [(FLOAT_MODEL, 0.03), (MODEL, 0.1)], ids=["float32", "int8"])
+@pytest.mark.parametrize(("model", "max_diff"), [(FLOAT_MODEL, 0.05), (MODEL, 0.12)], ids=["float32", "int8"])
 def test_real_model_tiled_matches_whole_image(model, max_diff):
     segmenter = Segmenter(model)
     _, image, _ = read_sample("fluorescence_520x696")

@@ -63,11 +63,13 @@ def test_bad_dataset_path_is_one_line_error(tmp_path, make):
 
 def test_smoke_train_export_evaluate(kaggle_dir, tmp_path, capsys):
     run_dir, model = tmp_path / "run", tmp_path / "model" / "smoke.onnx"
-    assert main(["train", "--smoke", "--data", str(kaggle_dir), "--run-dir", str(run_dir)]) == 0
+    assert main(["train", "--smoke", "--data", str(kaggle_dir), "--run-dir", str(run_dir),
+                 "--augment", "light"]) == 0
     for artefact in ("best.weights.h5", "last.keras", "history.csv", "curves.png", "train.log"):
         assert (run_dir / artefact).exists(), artefact
     config = json.loads((run_dir / "config.json").read_text())
     assert len(config["val_ids"]) >= 1
+    assert config["augment"]["scale_range"] == [0.8, 1.25], "--augment light not applied"
 
     assert main(["export", "--run-dir", str(run_dir), "--data", str(kaggle_dir), "--out", str(model)]) == 0
     card = json.loads(model.with_suffix(".json").read_text())

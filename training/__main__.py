@@ -37,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="stop after the epoch that passes this many minutes (0: none)")
     t.add_argument("--init-weights", default="", metavar="WEIGHTS_H5",
                    help="start from an earlier run's weights with a fresh LR schedule (warm restart)")
+    t.add_argument("--augment", choices=["full", "light"], default="full",
+                   help="augmentation strength; 'light' (scales 0.8–1.25, fewer colour/noise "
+                        "changes) suits a last warm-restart stage")
     t.add_argument("--max-images", type=int, default=0, help="use only the first N images (smoke)")
     t.add_argument("--smoke", action="store_true",
                    help="a few steps on a few images, to check the pipeline end to end")
@@ -105,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from training.augment import AUGMENT_PRESETS
     from training.train import TrainConfig, train
 
     cfg = TrainConfig(
@@ -112,7 +116,7 @@ def _train(args: argparse.Namespace) -> int:
         steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
         learning_rate=args.learning_rate, val_fraction=args.val_fraction, seed=args.seed,
         patience=args.patience, time_limit_minutes=args.time_limit, max_images=args.max_images,
-        init_weights=args.init_weights,
+        init_weights=args.init_weights, augment=AUGMENT_PRESETS[args.augment],
     )
     if args.smoke:
         cfg.epochs, cfg.steps_per_epoch, cfg.batch_size = 1, 2, 2

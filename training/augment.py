@@ -26,6 +26,13 @@ class AugmentConfig:
     blur_p: float = 0.1
 
 
+# A last, low-learning-rate stage closer to the unaugmented images it is scored on.
+AUGMENT_PRESETS = {
+    "full": AugmentConfig(),
+    "light": AugmentConfig(scale_range=(0.8, 1.25), invert_p=0.05, tint_p=0.15, noise_p=0.1, blur_p=0.05),
+}
+
+
 def is_rare_style(raw: np.ndarray) -> bool:
     """Colour (H&E) or bright background (bright-field) images: the minority styles."""
     rgb = raw[..., :3] if raw.ndim == 3 else raw[..., None]
