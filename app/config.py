@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(50 * 2**20, ge=1024, description="larger uploads get 413")
     max_pixels: int = Field(4096 * 4096, ge=1, description="images with more pixels get 413")
     intra_op_threads: int = Field(2, ge=0, description="onnxruntime threads per inference (0: all cores)")
+    intra_op_spinning: bool = Field(
+        True, description="onnxruntime threads spin-wait between ops: faster alone, slower when "
+                          "the cores are shared (HTTP parsing, other processes)")
     inter_op_threads: int = Field(1, ge=0, description="onnxruntime threads across graph branches")
     inference_workers: int = Field(1, ge=1, description="images segmented at the same time")
     queue_depth: int = Field(8, ge=1, description="requests admitted at once (running + waiting); more get 503")

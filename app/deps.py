@@ -1,4 +1,7 @@
-"""What handlers receive, as `Annotated` aliases so signatures read like declarations."""
+"""What handlers receive, as `Annotated` aliases so signatures read like declarations.
+
+The dependencies are `async def` although they never await: FastAPI runs a plain `def`
+dependency on its thread pool, a thread hand-off per dependency per request."""
 
 from __future__ import annotations
 
@@ -14,29 +17,29 @@ from app.segmenter import Segmenter
 from app.telemetry import Metrics
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_segmenter(request: Request) -> Segmenter:
+async def get_segmenter(request: Request) -> Segmenter:
     segmenter = getattr(request.app.state, "segmenter", None)
     if segmenter is None:
         raise HTTPException(503, "model not loaded yet", headers={"Retry-After": "5"})
     return segmenter
 
 
-def get_admission(request: Request) -> Admission:
+async def get_admission(request: Request) -> Admission:
     return request.app.state.admission
 
 
-def get_metrics(request: Request) -> Metrics:
+async def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
 _bearer = HTTPBearer(auto_error=False, description="needed only when API_KEY is set")
 
 
-def require_api_key(
+async def require_api_key(
     settings: Annotated[Settings, Depends(get_settings)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:

@@ -27,7 +27,8 @@ DSB2018 submission (`csv`). Images keep their resolution: inference tiles with o
 def load_segmenter(settings: Settings) -> Segmenter:
     return Segmenter(
         settings.model_path, intra_op_threads=settings.intra_op_threads,
-        inter_op_threads=settings.inter_op_threads, tile=settings.tile_size)
+        inter_op_threads=settings.inter_op_threads, tile=settings.tile_size,
+        spinning=settings.intra_op_spinning)
 
 
 def create_app(settings: Settings | None = None, segmenter: Segmenter | None = None) -> FastAPI:

@@ -34,6 +34,15 @@ def _proc_status(pid: int, field: str) -> float:
     return 0.0
 
 
+def _proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process, all its threads (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Server:
     """One `python -m app` process, started by us and stopped by us (by its own pid)."""
 
@@ -65,6 +74,9 @@ class Server:
 
     def peak_rss_mb(self) -> float:
         return _proc_status(self.pid, "VmHWM")
+
+    def cpu_s(self) -> float:
+        return _proc_cpu_s(self.pid)
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -101,9 +113,10 @@ async def _drive(
                 if track_rss:
                     rss.append(server.rss_mb())
 
-        t0 = time.perf_counter()
+        t0, client_cpu0, server_cpu0 = time.perf_counter(), time.process_time(), server.cpu_s()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         wall = time.perf_counter() - t0
+        client_cpu, server_cpu = time.process_time() - client_cpu0, server.cpu_s() - server_cpu0
     megapixels = sum(images[i % len(images)].megapixels for i in range(requests))
     ok = statuses.get("200", 0)
     out = {
@@ -115,6 +128,9 @@ async def _drive(
         "wall_s": round(wall, 3),
         "images_per_s": round(requests / wall, 3),
         "megapixels_per_s": round(megapixels / wall, 3),
+        # Both processes share the machine's cores: what each burns per image bounds throughput.
+        "server_cpu_ms_per_request": round(1000 * server_cpu / requests, 2),
+        "client_cpu_ms_per_request": round(1000 * client_cpu / requests, 2),
     }
     if track_rss:
         out["rss_mb"] = rss

@@ -118,9 +118,9 @@ def pipeline(
             per_call.append(s)
             bodies += len(result.body)
 
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     repeat(once, min_reps=min_reps, max_reps=max_reps, budget_s=budget_s, warmup=1)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     totals = np.array([c["total"] for c in per_call])
     mean_total = float(totals.mean())
     stages = {}
@@ -137,6 +137,8 @@ def pipeline(
         "images_per_s": round(1.0 / mean_total, 3),
         "megapixels_per_s": round(megapixels / mean_total, 3),
         "wall_s": round(wall, 2),
+        # All threads of this process (onnxruntime's included), per call, warm-up counted.
+        "cpu_ms_per_image": round(1000 * cpu / (len(per_call) + 1), 2),
         "stages": stages,
         "pre_post_encode_share": round(1.0 - stages["model"]["share"], 4),
         "mean_body_bytes": int(bodies / max(1, len(per_call))),

@@ -258,6 +258,40 @@ def _target6(r: dict[str, Any], add: Any) -> None:
     add(6, text, measured, pct >= 50, why)
 
 
+PIPELINE_BUCKETS = ("model (onnxruntime session.run)", "decode", "normalise", "tiling", "post-process", "encode")
+
+
+def _http_profile_why(r: dict[str, Any], key: str) -> str:
+    """The server's own work per request outside the pipeline, from the py-spy profile."""
+    prof = _get(r, "http", "profile", key)
+    if not prof or "buckets" not in prof:
+        return ""
+    rest = [b for b in prof["buckets"] if b["bucket"] not in PIPELINE_BUCKETS and b["ms_per_request"] >= 0.05]
+    if not rest:
+        return ""
+    total = sum(b["ms_per_request"] for b in rest)
+    size, conc = key.split("@")
+    return (
+        f"; py-spy on the server ({size}, concurrency {conc}): work outside the pipeline {total:.2f} ms of "
+        "thread time per request: " + ", ".join(f"{b['bucket']} {b['ms_per_request']:.2f}" for b in rest[:5])
+    )
+
+
+def _cpu_why(r: dict[str, Any], ratios: dict[str, float]) -> str:
+    """Throughput on shared cores is CPU per image: in-process vs server + client over HTTP."""
+    parts = []
+    for key, ratio in ratios.items():
+        run, pipe = _get(r, "http", "runs", f"{key}@4"), _get(r, "pipeline", key)
+        if ratio >= 0.9 or not run or "server_cpu_ms_per_request" not in run or "cpu_ms_per_image" not in pipe:
+            continue
+        parts.append(
+            f"{key}: CPU per image in-process {pipe['cpu_ms_per_image']:.1f} ms, over HTTP the server "
+            f"{run['server_cpu_ms_per_request']:.1f} ms + the httpx client {run['client_cpu_ms_per_request']:.1f} ms"
+            " on the same cores"
+        )
+    return "; ".join(parts) or "see the HTTP table"
+
+
 def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
 
@@ -302,8 +336,9 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
             if met3
             else "HTTP adds "
             + ", ".join(
-                f"{k}: {runs[k + '@1']['latency']['median_ms'] - r['pipeline'][k]['median_ms']:.0f} ms" for k in r3
+                f"{k}: {runs[k + '@1']['latency']['median_ms'] - r['pipeline'][k]['median_ms']:.1f} ms" for k in r3
             )
+            + _http_profile_why(r, "256x256@1")
         )
         add(
             3,
@@ -318,7 +353,7 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
             "concurrency 4: throughput ≥ 0.9 × in-process single stream, no errors",
             ", ".join(f"{k}: {v:.3f}×" for k, v in r4.items()) + f"; errors {errors}",
             met4,
-            "" if met4 else "see the HTTP table",
+            "" if met4 else _cpu_why(r, r4) + _http_profile_why(r, "256x256@4"),
         )
 
     # 5. RSS and leak
@@ -353,6 +388,70 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
             "" if med <= 3.0 else "see the server log for the slow step",
         )
     return out
+
+
+def _http_profile_table(profiles: dict[str, Any]) -> list[str]:
+    """py-spy's buckets side by side for each profiled run (size@concurrency)."""
+    done = {k: v for k, v in profiles.items() if "buckets" in v}
+    notes = [f"py-spy profile {k}: {v['note']}" for k, v in profiles.items() if "note" in v]
+    if not done:
+        return ["", *notes] if notes else []
+    names = list(dict.fromkeys(b["bucket"] for v in done.values() for b in v["buckets"]))
+    first = next(iter(done.values()))
+    lines = [
+        "",
+        f"### Where the server's time goes: py-spy ({first['py_spy']} record --nonblocking, "
+        f"{first['rate_hz']} Hz, every thread that is working)",
+        "",
+        "Thread time per request, by the innermost frame of a stage or library (the model's "
+        "own threads are native: they show as the Python thread waiting in `session.run`).",
+        "",
+        "| where | " + " | ".join(f"{k.replace('@', ', concurrency ')}" for k in done) + " |",
+        "|---" * (len(done) + 1) + "|",
+    ]
+    for name in names:
+        cells = []
+        for v in done.values():
+            b = next((b for b in v["buckets"] if b["bucket"] == name), None)
+            cells.append(f"{b['ms_per_request']:.2f} ms ({b['share']:.1%})" if b else "–")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append(
+        "| requests (p50) | "
+        + " | ".join(f"{v['requests']} ({_fmt(v['run']['latency']['median_ms'])})" for v in done.values())
+        + " |"
+    )
+    return lines + (["", *notes] if notes else [])
+
+
+def _alternatives_table(r: dict[str, Any], alternatives: list[dict[str, Any]]) -> list[str]:
+    """Other service settings over HTTP, against the default's runs and in-process figures."""
+    if not alternatives:
+        return []
+    lines = [
+        "",
+        "### Other service settings over HTTP (same images and request counts)",
+        "",
+        "| setting | run | p50 | img/s | img/s ÷ in-process (default settings) | default's p50 | default's img/s | "
+        "peak RSS |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for alt in alternatives:
+        env = ", ".join(f"{k}={v}" for k, v in alt["env"].items())
+        if "error" in alt:
+            lines.append(f"| {env} | failed to start: {alt['error'][:200]} | | | | | | |")
+            continue
+        for name, run in alt["runs"].items():
+            key, conc = name.split("@")
+            base = _get(r, "http", "runs", name, default={})
+            pipe = _get(r, "pipeline", key, default={})
+            ratio = f"{run['images_per_s'] / pipe['images_per_s']:.3f}" if pipe else "–"
+            lines.append(
+                f"| {env} | {key}, concurrency {conc} | {_fmt(run['latency']['median_ms'])} | {run['images_per_s']} | "
+                f"{ratio} | {_fmt(_get(base, 'latency', 'median_ms'))} | {base.get('images_per_s', '–')} | "
+                f"{alt.get('peak_rss_mb')} MB |"
+            )
+        lines.append(f"\n{env}: {alt['note']}.")
+    return lines
 
 
 def _fmt(ms: float | None) -> str:
@@ -509,8 +608,8 @@ def markdown(r: dict[str, Any]) -> str:
             "## Service over HTTP (uvicorn on 127.0.0.1, httpx async client, format=png)",
             "",
             "| size | concurrency | requests | p50 | p95 | p99 | img/s | MP/s | errors | p50 ÷ in-process | "
-            "img/s ÷ in-process |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            "img/s ÷ in-process | CPU ms/image: server + client (in-process) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for name, run in http.get("runs", {}).items():
             key = name.split("@")[0]
@@ -520,7 +619,9 @@ def markdown(r: dict[str, Any]) -> str:
                 f"| {key} | {run['concurrency']} | {run['requests']} | {_fmt(lat['median_ms'])} | "
                 f"{_fmt(lat['p95_ms'])} | "
                 f"{_fmt(lat['p99_ms'])} | {run['images_per_s']} | {run['megapixels_per_s']} | {run['errors']} | "
-                f"{lat['median_ms'] / pm['median_ms']:.3f} | {run['images_per_s'] / pm['images_per_s']:.3f} |"
+                f"{lat['median_ms'] / pm['median_ms']:.3f} | {run['images_per_s'] / pm['images_per_s']:.3f} | "
+                f"{run.get('server_cpu_ms_per_request', '–')} + {run.get('client_cpu_ms_per_request', '–')} "
+                f"({pm.get('cpu_ms_per_image', '–')}) |"
             )
         soak = http.get("soak", {})
         leak = soak.get("leak", {})
@@ -537,6 +638,8 @@ def markdown(r: dict[str, Any]) -> str:
                 f"(growth {leak.get('growth_second_half_mb')} MB, tolerance {leak.get('tolerance_mb')} MB, "
                 f"slope {leak.get('slope_kb_per_request')} kB/request)."
             )
+        lines += _http_profile_table(http.get("profile", {}))
+        lines += _alternatives_table(r, http.get("alternatives", []))
 
     rc = _get(r, "http", "recommended")
     if rc:
