@@ -652,24 +652,34 @@ def recommended_env_of(rec: dict[str, Any] | None, settings: Settings) -> dict[s
     return {k: v for k, v in env.items() if v}
 
 
+def serve_and_load(
+    env: dict[str, str], log_path: Path, plan: list[tuple[str, list[images.BenchImage], int, int]]
+) -> dict[str, Any]:
+    """A service started with `env`: start-up, each planned (size, images, requests,
+    concurrency) load as runs["size@concurrency"], and its peak RSS; or the start-up error."""
+    server = endtoend.Server(env, log_path)
+    result: dict[str, Any] = {"env": env, "runs": {}}
+    try:
+        result["startup_s"] = round(server.start(), 3)
+        for key, imgs, requests, concurrency in plan:
+            result["runs"][f"{key}@{concurrency}"] = endtoend.load(
+                server, imgs, requests, concurrency, warmup=1 if concurrency == 1 else 0)
+        result["peak_rss_mb"] = round(server.peak_rss_mb(), 1)
+    except RuntimeError as exc:
+        result["error"] = str(exc)
+    finally:
+        server.stop()
+    return result
+
+
 def recommended_check(
     clock: Clock, workdir: Path, big: list[images.BenchImage], env: dict[str, str], requests: int
 ) -> dict[str, Any]:
     """The service started with the recommended setting: start-up, 1024×1024 latency, peak RSS."""
-    server = endtoend.Server(env, workdir / "server-recommended.log")
-    try:
-        startup = server.start()
-        run = endtoend.load(server, big, requests, 1, warmup=1)
-        result = {
-            "env": env,
-            "startup_s": round(startup, 3),
-            "run_1024x1024": run,
-            "peak_rss_mb": round(server.peak_rss_mb(), 1),
-        }
-    except RuntimeError as exc:
-        result = {"env": env, "error": str(exc)}
-    finally:
-        server.stop()
+    result = serve_and_load(env, workdir / "server-recommended.log", [("1024x1024", big, requests, 1)])
+    run = result.pop("runs").get("1024x1024@1")
+    if run is not None:
+        result["run_1024x1024"] = run
     log(
         clock,
         f"http: recommended setting {env}: {result.get('peak_rss_mb')} MB peak RSS, p50 {_p50(result)} ms at 1024×1024",
@@ -695,20 +705,9 @@ def alternative_http(
     note: str,
 ) -> dict[str, Any]:
     """The default's HTTP runs (256×256 at concurrency 1 and 4, 1024×1024 at 4) with `env` set."""
-    server = endtoend.Server(env, workdir / "server-alternative.log")
-    result: dict[str, Any] = {"env": env, "note": note, "runs": {}}
-    try:
-        result["startup_s"] = round(server.start(), 3)
-        for key, concurrency in (("256x256", 1), ("256x256", 4), ("1024x1024", 4)):
-            if key in bench_images:
-                run = endtoend.load(server, bench_images[key], counts[key], concurrency,
-                                    warmup=1 if concurrency == 1 else 0)
-                result["runs"][f"{key}@{concurrency}"] = run
-        result["peak_rss_mb"] = round(server.peak_rss_mb(), 1)
-    except RuntimeError as exc:
-        result["error"] = str(exc)
-    finally:
-        server.stop()
+    plan = [(key, bench_images[key], counts[key], concurrency)
+            for key, concurrency in (("256x256", 1), ("256x256", 4), ("1024x1024", 4)) if key in bench_images]
+    result = {**serve_and_load(env, workdir / "server-alternative.log", plan), "note": note}
     log(clock, f"http: alternative {env}: " + ", ".join(
         f"{k} p50 {v['latency']['median_ms']:.1f} ms {v['images_per_s']:.1f} img/s" for k, v in result["runs"].items()))
     return result
