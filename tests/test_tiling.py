@@ -30,10 +30,12 @@ def test_tiled_equals_untiled_away_from_padding():
     assert np.allclose(whole, tiled, atol=1e-6)
 
 
-# Largest |tiled − whole| with 512-px tiles: the receptive field is wider than the 64-px
-# margin, and the INT8 model's activations move in steps of its quantisation scale.
-@pytest.mark.parametrize(("model", "max_diff"), [(FLOAT_MODEL, 0.05), (MODEL, 0.12)], ids=["float32", "int8"])
-def test_real_model_tiled_matches_whole_image(model, max_diff):
+# |tiled − whole| with 512-px tiles: the receptive field is wider than the 64-px margin, so a
+# few pixels by the seams move a little (model 1.3.0: 99.9th percentile 0.002 float32 / 0.008
+# INT8, largest 0.06 / 0.09). Tiles with 32 px of overlap or none move them by 0.7–0.9 and
+# the 99.9th percentile past 0.05.
+@pytest.mark.parametrize(("model", "p999"), [(FLOAT_MODEL, 0.01), (MODEL, 0.02)], ids=["float32", "int8"])
+def test_real_model_tiled_matches_whole_image(model, p999):
     segmenter = Segmenter(model)
     _, image, _ = read_sample("fluorescence_520x696")
     whole = segmenter.probabilities(image, tile=1024)
@@ -41,7 +43,8 @@ def test_real_model_tiled_matches_whole_image(model, max_diff):
         tiled = segmenter.probabilities(image, tile=tile)
         assert whole.shape == tiled.shape == (520, 696, 2)
         assert ((whole[..., 0] > 0.5) == (tiled[..., 0] > 0.5)).mean() > 0.9998, tile
-    assert np.abs(whole - segmenter.probabilities(image, tile=512)).max() < max_diff
+    diff = np.abs(whole - segmenter.probabilities(image, tile=512))
+    assert np.quantile(diff, 0.999) < p999 and diff.max() < 0.15
 
 
 def test_tiles_cover_with_overlap():

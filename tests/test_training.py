@@ -63,13 +63,18 @@ def test_bad_dataset_path_is_one_line_error(tmp_path, make):
 
 def test_smoke_train_export_evaluate(kaggle_dir, tmp_path, capsys):
     run_dir, model = tmp_path / "run", tmp_path / "model" / "smoke.onnx"
+    report = tmp_path / "report.csv"
+    ids = Dataset(kaggle_dir).ids
+    report.write_text("image_id,model_foreground_iou\n" + "".join(
+        f"{image_id},{n / 10}\n" for n, image_id in enumerate(ids)))
     assert main(["train", "--smoke", "--data", str(kaggle_dir), "--run-dir", str(run_dir),
-                 "--augment", "light"]) == 0
+                 "--augment", "light", "--hard-report", str(report), "--hard-fraction", "0.34"]) == 0
     for artefact in ("best.weights.h5", "last.keras", "history.csv", "curves.png", "train.log"):
         assert (run_dir / artefact).exists(), artefact
     config = json.loads((run_dir / "config.json").read_text())
     assert len(config["val_ids"]) >= 1
     assert config["augment"]["scale_range"] == [0.8, 1.25], "--augment light not applied"
+    assert "drawing 1 hard images 3.0× as often" in (run_dir / "train.log").read_text()
 
     assert main(["export", "--run-dir", str(run_dir), "--data", str(kaggle_dir), "--out", str(model)]) == 0
     card = json.loads(model.with_suffix(".json").read_text())
@@ -110,3 +115,20 @@ def test_resume_continues_after_last_epoch(kaggle_dir, tmp_path):
     assert main(args) == 0
     log = (run_dir / "train.log").read_text()
     assert "resuming" in log and "after epoch 1" in log
+
+
+def test_hardest_picks_lowest_foreground_iou_among_training_ids(tmp_path):
+    from training.train import hardest
+
+    report = tmp_path / "report.csv"
+    report.write_text("image_id,model_foreground_iou\n"
+                      "val,0.10\na,0.90\nb,0.50\nc,0.70\nd,0.60\n")
+    assert hardest(report, 0.5, among={"a", "b", "c", "d"}) == {"b", "d"}
+    assert hardest(report, 0.0, among={"a", "b"}) == set()
+
+
+def test_missing_hard_report_is_one_line_error(kaggle_dir, tmp_path, capsys):
+    missing = tmp_path / "nope.csv"
+    assert main(["train", "--smoke", "--data", str(kaggle_dir), "--hard-report", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --hard-report") and err.strip().count("\n") == 0

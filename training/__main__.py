@@ -40,6 +40,13 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--augment", choices=["full", "light"], default="full",
                    help="augmentation strength; 'light' (scales 0.8–1.25, fewer colour/noise "
                         "changes) suits a last warm-restart stage")
+    t.add_argument("--hard-report", default="", metavar="CSV",
+                   help="per-image report of `evaluate --ids training --report CSV`: the "
+                        "images segmented worst are drawn more often (hard-example fine-tuning)")
+    t.add_argument("--hard-fraction", type=float, default=0.2,
+                   help="share of the report's images, lowest foreground IoU first, counted hard")
+    t.add_argument("--hard-weight", type=float, default=3.0,
+                   help="how many times as often a hard image is drawn")
     t.add_argument("--max-images", type=int, default=0, help="use only the first N images (smoke)")
     t.add_argument("--smoke", action="store_true",
                    help="a few steps on a few images, to check the pipeline end to end")
@@ -53,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     u = sub.add_parser("tune", **fmt, help="choose post-processing thresholds on training images")
     u.add_argument("--model", default=DEFAULT_MODEL, help="ONNX file with its .json card beside it")
     u.add_argument("--data", default=DEFAULT_DATA, help="labelled zip or folder (Kaggle layout)")
-    u.add_argument("--images", type=int, default=60, help="training images to tune on")
+    u.add_argument("--images", type=int, default=240, help="training images to tune on")
     u.add_argument("--seed", type=int, default=0)
 
     q = sub.add_parser("quantize", **fmt, help="float32 ONNX → static INT8 ONNX + card (the service's default)")
@@ -66,7 +73,8 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--model", default=DEFAULT_MODEL, help="ONNX file with its .json card beside it")
     v.add_argument("--data", default=DEFAULT_DATA, help="labelled zip or folder (Kaggle layout)")
     v.add_argument("--ids", default="validation",
-                   help="'validation' (the ids in the model card), 'all', or a file of ids")
+                   help="'validation' (the ids in the model card), 'training' (all others), "
+                        "'all', or a file of ids")
     v.add_argument("--report", default=None, help="write per-image results here (CSV)")
     v.add_argument("--update-card", action="store_true",
                    help="store the averaged metrics in the model card")
@@ -108,6 +116,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    if args.hard_report and not Path(args.hard_report).is_file():
+        from training.data import DatasetError
+
+        raise DatasetError(f"--hard-report {args.hard_report}: no such file; expected the CSV "
+                           "that `evaluate --ids training --report CSV` writes")
     from training.augment import AUGMENT_PRESETS
     from training.train import TrainConfig, train
 
@@ -117,6 +130,8 @@ def _train(args: argparse.Namespace) -> int:
         learning_rate=args.learning_rate, val_fraction=args.val_fraction, seed=args.seed,
         patience=args.patience, time_limit_minutes=args.time_limit, max_images=args.max_images,
         init_weights=args.init_weights, augment=AUGMENT_PRESETS[args.augment],
+        hard_report=args.hard_report, hard_fraction=args.hard_fraction,
+        hard_weight=args.hard_weight,
     )
     if args.smoke:
         cfg.epochs, cfg.steps_per_epoch, cfg.batch_size = 1, 2, 2

@@ -52,8 +52,11 @@ def summarize(rows: list[dict]) -> dict[str, dict[str, float]]:
 
 
 def resolve_ids(spec: str, segmenter: Segmenter, dataset: Dataset) -> list[str]:
+    validation = segmenter.card["training"]["validation_ids"]
     if spec == "validation":
-        ids = segmenter.card["training"]["validation_ids"]
+        ids = validation
+    elif spec == "training":
+        ids = [i for i in dataset.ids if i not in set(validation)]
     elif spec == "all":
         ids = dataset.ids
     else:

@@ -147,9 +147,9 @@ def build_card(onnx_path: Path, config: dict[str, Any], version: str, diff: floa
                      f"validation fraction {config['val_fraction']}",
             "train_images": len(config["train_ids"]),
             "validation_ids": config["val_ids"],
-            "settings": {k: config[k] for k in (
+            "settings": {k: config.get(k) for k in (
                 "epochs", "steps_per_epoch", "batch_size", "learning_rate", "patience",
-                "seed", "augment")},
+                "seed", "augment", "hard_report", "hard_fraction", "hard_weight")},
             "history": history.name if history.exists() else None,
         },
         "export": {

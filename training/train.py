@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import time
@@ -33,6 +34,9 @@ class TrainConfig:
     time_limit_minutes: float = 0.0  # 0: no limit
     max_images: int = 0  # 0: all; a few for a smoke run
     init_weights: str = ""  # warm restart: earlier weights, fresh schedule
+    hard_report: str = ""  # an `evaluate --report` CSV over training images; "" : off
+    hard_fraction: float = 0.2  # the worst-segmented share of that report...
+    hard_weight: float = 3.0  # ...is drawn this many times as often
     filters: tuple[int, ...] = (16, 32, 64, 128, 256)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -111,6 +115,27 @@ def load_split(cfg: TrainConfig):
     return train, val
 
 
+def hardest(report: Path, fraction: float, among: set[str]) -> set[str]:
+    """The images the current model segments worst (lowest foreground IoU in an `evaluate
+    --report` CSV), so a fine-tuning run can draw them more often. Only ids in `among`
+    count, so validation images never steer training."""
+    with open(report, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["image_id"] in among]
+    rows.sort(key=lambda r: float(r["model_foreground_iou"]))
+    return {r["image_id"] for r in rows[: round(len(rows) * fraction)]}
+
+
+def sampling_weights(train_set, cfg: TrainConfig) -> list[float]:
+    """Relative odds of each training image being drawn for a crop."""
+    weights = [cfg.augment.rare_weight if is_rare_style(s.image) else 1.0 for s in train_set]
+    if cfg.hard_report:
+        hard = hardest(Path(cfg.hard_report), cfg.hard_fraction, {s.image_id for s in train_set})
+        log.info("drawing %d hard images %.1f× as often", len(hard), cfg.hard_weight)
+        weights = [w * (cfg.hard_weight if s.image_id in hard else 1.0)
+                   for w, s in zip(weights, train_set, strict=True)]
+    return weights
+
+
 def train(cfg: TrainConfig) -> Path:
     """Train (or resume) in cfg.run_dir; returns the best weights' path."""
     run_dir = Path(cfg.run_dir)
@@ -124,7 +149,7 @@ def train(cfg: TrainConfig) -> Path:
     log.info("loaded %d training and %d validation images in %.0f s",
              len(train_set), len(val_set), time.monotonic() - t0)
     images = [normalize(s.image) for s in train_set]
-    weights = [cfg.augment.rare_weight if is_rare_style(s.image) else 1.0 for s in train_set]
+    weights = sampling_weights(train_set, cfg)
     val_pairs = [validation_pair(normalize(s.image), s.labels, cfg.augment.crop) for s in val_set]
     val_x = np.stack([x for x, _ in val_pairs])
     val_y = np.stack([y for _, y in val_pairs])
