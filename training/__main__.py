@@ -90,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         Dataset(args.data)  # a bad path fails here, in one line, before TensorFlow loads
+        if args.command == "train" and args.hard_report and not Path(args.hard_report).is_file():
+            raise DatasetError(f"--hard-report {args.hard_report}: no such file; expected the CSV "
+                               "that `evaluate --ids training --report CSV` writes")
         if args.command == "train":
             return _train(args)
         if args.command == "export":
@@ -116,11 +119,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    if args.hard_report and not Path(args.hard_report).is_file():
-        from training.data import DatasetError
-
-        raise DatasetError(f"--hard-report {args.hard_report}: no such file; expected the CSV "
-                           "that `evaluate --ids training --report CSV` writes")
     from training.augment import AUGMENT_PRESETS
     from training.train import TrainConfig, train
 

@@ -56,7 +56,8 @@ def resolve_ids(spec: str, segmenter: Segmenter, dataset: Dataset) -> list[str]:
     if spec == "validation":
         ids = validation
     elif spec == "training":
-        ids = [i for i in dataset.ids if i not in set(validation)]
+        held_out = set(validation)
+        ids = [i for i in dataset.ids if i not in held_out]
     elif spec == "all":
         ids = dataset.ids
     else:
