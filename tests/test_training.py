@@ -132,3 +132,30 @@ def test_missing_hard_report_is_one_line_error(kaggle_dir, tmp_path, capsys):
     assert main(["train", "--smoke", "--data", str(kaggle_dir), "--hard-report", str(missing)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --hard-report") and err.strip().count("\n") == 0
+
+
+
+def test_native_crops_are_exact_windows_of_the_image():
+    """`--augment native` must not resample, so nucleus rims stay on their pixels. Each pixel
+    of a real image is tagged with its own id; a native crop's ids must then be a window of
+    the tags (up to the 90° turn and flip), while a rescaling preset's are not."""
+    from training.augment import AUGMENT_PRESETS, random_crop
+
+    _, image, _ = read_sample("fluorescence_520x696")
+    h, w = image.shape[:2]
+    tags = np.arange(h * w, dtype=np.int32).reshape(h, w)
+    crop = AUGMENT_PRESETS["native"].crop
+
+    def is_window(ids: np.ndarray) -> bool:
+        for view in (np.rot90(v, k) for v in (ids, ids[:, ::-1]) for k in range(4)):
+            y, x = divmod(int(view[0, 0]), w)
+            if np.array_equal(view, tags[y : y + crop, x : x + crop]):
+                return True
+        return False
+
+    rng = np.random.default_rng(0)
+    for _ in range(8):
+        _, ids = random_crop(image, tags, AUGMENT_PRESETS["native"], rng)
+        assert ids.shape == (crop, crop) and is_window(ids)
+    _, ids = random_crop(image, tags, AUGMENT_PRESETS["light"], np.random.default_rng(1))
+    assert not is_window(ids)

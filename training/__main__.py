@@ -37,9 +37,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="stop after the epoch that passes this many minutes (0: none)")
     t.add_argument("--init-weights", default="", metavar="WEIGHTS_H5",
                    help="start from an earlier run's weights with a fresh LR schedule (warm restart)")
-    t.add_argument("--augment", choices=["full", "light"], default="full",
+    t.add_argument("--augment", choices=["full", "light", "native"], default="full",
                    help="augmentation strength; 'light' (scales 0.8–1.25, fewer colour/noise "
-                        "changes) suits a last warm-restart stage")
+                        "changes) and 'native' (no rescaling at all) suit last warm-restart stages")
     t.add_argument("--hard-report", default="", metavar="CSV",
                    help="per-image report of `evaluate --ids training --report CSV`: the "
                         "images segmented worst are drawn more often (hard-example fine-tuning)")

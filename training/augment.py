@@ -26,10 +26,14 @@ class AugmentConfig:
     blur_p: float = 0.1
 
 
-# A last, low-learning-rate stage closer to the unaugmented images it is scored on.
+# Later, low-learning-rate stages move closer to the unaugmented images they are scored on.
+# "native" never resamples: a nucleus rim then lies on the pixel grid exactly as it does at
+# inference, instead of being smeared by interpolation (train at the test resolution).
+_LIGHT_INTENSITY = {"invert_p": 0.05, "tint_p": 0.15, "noise_p": 0.1, "blur_p": 0.05}
 AUGMENT_PRESETS = {
     "full": AugmentConfig(),
-    "light": AugmentConfig(scale_range=(0.8, 1.25), invert_p=0.05, tint_p=0.15, noise_p=0.1, blur_p=0.05),
+    "light": AugmentConfig(scale_range=(0.8, 1.25), **_LIGHT_INTENSITY),
+    "native": AugmentConfig(scale_range=(1.0, 1.0), **_LIGHT_INTENSITY),
 }
 
 
