@@ -134,7 +134,6 @@ def test_missing_hard_report_is_one_line_error(kaggle_dir, tmp_path, capsys):
     assert err.startswith("error: --hard-report") and err.strip().count("\n") == 0
 
 
-
 def test_native_crops_are_exact_windows_of_the_image():
     """`--augment native` must not resample, so nucleus rims stay on their pixels. Each pixel
     of a real image is tagged with its own id; a native crop's ids must then be a window of

@@ -14,6 +14,8 @@ DEFAULT_INT8 = "models/nuclei-unet.int8.onnx"
 
 
 def _parser() -> argparse.ArgumentParser:
+    from training.augment import AUGMENT_PRESETS  # numpy + OpenCV only, no TensorFlow
+
     p = argparse.ArgumentParser(
         prog="python -m training",
         description="Train the nuclei U-Net on DSB2018, export it to ONNX, and score it.",
@@ -37,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="stop after the epoch that passes this many minutes (0: none)")
     t.add_argument("--init-weights", default="", metavar="WEIGHTS_H5",
                    help="start from an earlier run's weights with a fresh LR schedule (warm restart)")
-    t.add_argument("--augment", choices=["full", "light", "native"], default="full",
+    t.add_argument("--augment", choices=list(AUGMENT_PRESETS), default="full",
                    help="augmentation strength; 'light' (scales 0.8–1.25, fewer colour/noise "
                         "changes) and 'native' (no rescaling at all) suit last warm-restart stages")
     t.add_argument("--hard-report", default="", metavar="CSV",
