@@ -27,12 +27,12 @@ serve: $(VENV)/.serve
 	$(BIN)/python -m app
 
 test: $(VENV)/.dev
-	$(BIN)/ruff check app training tests scripts bench
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.dev
-	$(BIN)/ruff check app training tests scripts bench
-	$(BIN)/ruff format --check app training tests scripts bench
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 train: $(VENV)/.dev
 	$(BIN)/python -m training train

@@ -1,1 +1,1 @@
-"""Nuclei segmentation service: decode → normalise → tile → ONNX → instances → encode."""
+"""The web service: FastAPI over `nuclei`. Starts in `app.__main__` (`python -m app`)."""

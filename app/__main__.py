@@ -28,12 +28,12 @@ def main() -> int:
     import uvicorn
 
     from app.main import create_app, load_segmenter
-    from app.segmenter import ModelLoadError
+    from nuclei.card import CardError
 
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     try:
         segmenter = load_segmenter(settings)  # fail fast, in one line, before uvicorn starts
-    except ModelLoadError as exc:
+    except CardError as exc:
         return fail(str(exc))
     except Exception as exc:  # a card that parses but lacks fields: KeyError, TypeError…
         return fail(f"cannot load model {settings.model_path}: {type(exc).__name__}: {exc}")

@@ -1,10 +1,11 @@
 """Routes, response schemas and the mapping of errors to HTTP statuses. Handlers validate,
-delegate to `app.pipeline`, and return."""
+delegate to `nuclei.pipeline`, and return."""
 
 from __future__ import annotations
 
 import logging
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, FastAPI, File, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -12,12 +13,12 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
-from app.codec import ImageError, ImageTooLargeError, UnsupportedImageError
+from app.admission import InferenceTimeout, Overloaded
 from app.deps import AdmissionDep, Authorized, MetricsDep, SegmenterDep, SettingsDep
-from app.formats import OutputFormat, TooManyNucleiError, attachment
-from app.limits import InferenceTimeout, Overloaded
-from app.normalize import ChannelError
-from app.pipeline import segment_upload
+from nuclei.encode import OutputFormat, TooManyNucleiError, image_id
+from nuclei.imageio import ImageError, ImageTooLargeError, UnsupportedImageError
+from nuclei.normalize import ChannelError
+from nuclei.pipeline import segment_bytes
 
 log = logging.getLogger("app")
 router = APIRouter()
@@ -86,6 +87,16 @@ SEGMENT_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+def attachment(filename: str | None, extension: str) -> str:
+    """Content-Disposition naming the download after the upload. Header values are Latin-1
+    on the wire, so a non-ASCII name goes in RFC 6266 `filename*` beside an ASCII fallback."""
+    name = f"{image_id(filename)}.{extension}"
+    fallback = name.encode("ascii", "replace").decode().replace("?", "_")
+    if fallback == name:
+        return f'attachment; filename="{name}"'
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name)}"
+
+
 @router.post("/segment", response_model=None, responses=SEGMENT_RESPONSES,
              dependencies=[Authorized], summary="Find the nuclei in one image")
 async def segment(
@@ -104,8 +115,8 @@ async def segment(
 ) -> Response:
     async with admission.slot():
         data = await file.read()
-        result = await admission.run(lambda: segment_upload(
-            segmenter, data, output=format, filename=file.filename,
+        result = await admission.run(lambda: segment_bytes(
+            segmenter, data, output_format=format, filename=file.filename,
             max_pixels=settings.max_pixels, threshold=threshold))
     request.state.image_size = f"{result.width}x{result.height}"
     request.state.nuclei = result.count
@@ -131,7 +142,7 @@ async def ready(request: Request) -> Health | JSONResponse:
 
 @router.get("/model", dependencies=[Authorized], summary="The model card of the loaded model")
 async def model(segmenter: SegmenterDep) -> dict[str, Any]:
-    return segmenter.card
+    return segmenter.card.to_json()
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

@@ -11,10 +11,10 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from app.admission import Admission
 from app.config import Settings
-from app.limits import Admission
-from app.segmenter import Segmenter
 from app.telemetry import Metrics
+from nuclei.segmenter import Segmenter
 
 
 async def get_settings(request: Request) -> Settings:

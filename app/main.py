@@ -9,11 +9,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from app.admission import Admission
 from app.api import install_error_handlers, router
 from app.config import Settings
-from app.limits import Admission, BodySizeLimit
-from app.segmenter import Segmenter
+from app.middleware import BodySizeLimit
 from app.telemetry import Metrics, TelemetryMiddleware
+from nuclei.segmenter import Segmenter
 
 log = logging.getLogger("app")
 
@@ -27,7 +28,7 @@ DSB2018 submission (`csv`). Images keep their resolution: inference tiles with o
 def load_segmenter(settings: Settings) -> Segmenter:
     return Segmenter(
         settings.model_path, intra_op_threads=settings.intra_op_threads,
-        inter_op_threads=settings.inter_op_threads, tile=settings.tile_size,
+        inter_op_threads=settings.inter_op_threads, tile_size=settings.tile_size,
         spinning=settings.intra_op_spinning)
 
 
@@ -42,7 +43,7 @@ def create_app(settings: Settings | None = None, segmenter: Segmenter | None = N
         segmenter.warm_up()
         app.state.segmenter = segmenter
         app.state.ready = True
-        log.info("model %s %s ready", segmenter.card["name"], segmenter.card["version"])
+        log.info("model %s %s ready", segmenter.card.name, segmenter.card.version)
         yield
         app.state.ready = False
 

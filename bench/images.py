@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 import cv2
 import numpy as np
 
-from app.codec import decode_image, encode_png
+from nuclei.imageio import decode_image, encode_png
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ZIP = ROOT.parent / "shared" / "datasets" / "dsb2018" / "stage1_train.zip"

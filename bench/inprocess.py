@@ -1,9 +1,9 @@
 """In-process measurements: the raw onnxruntime call, and the service's own request function
-(`app.pipeline.segment_upload`) with the time of each stage.
+(`nuclei.pipeline.segment_bytes`) with the time of each stage.
 
 Stages are timed by wrapping, for the duration of the measurement, the functions the
-service's code looks up at call time (`app.pipeline.decode_image` and `render`,
-`app.segmenter.normalize`, `predict_tiled` and `instances`, and the segmenter's `run_batch`),
+service's code looks up at call time (`nuclei.pipeline.decode_image` and `render`,
+`nuclei.segmenter.normalize`, `predict_tiled` and `instances`, and the segmenter's `run_batch`),
 so the code path measured is the service's, not a copy of it.
 """
 
@@ -17,24 +17,24 @@ from typing import Any
 
 import numpy as np
 
-import app.pipeline
-import app.segmenter
-from app.codec import decode_image
-from app.formats import OutputFormat
-from app.normalize import normalize
-from app.pipeline import segment_upload
-from app.segmenter import Segmenter
-from app.tiling import pad_to_multiple
+import nuclei.pipeline
+import nuclei.segmenter
+from nuclei.imageio import decode_image
+from nuclei.encode import OutputFormat
+from nuclei.normalize import normalize
+from nuclei.pipeline import segment_bytes
+from nuclei.segmenter import Segmenter
+from nuclei.tiling import pad_to_multiple
 from bench.images import BenchImage
 from bench.stats import repeat, summarize
 
 STAGES = ("decode", "normalize", "tiling", "model", "postprocess", "encode", "other")
 PATCHES = (  # (module, attribute, stage)
-    (app.pipeline, "decode_image", "decode"),
-    (app.pipeline, "render", "encode"),
-    (app.segmenter, "normalize", "normalize"),
-    (app.segmenter, "predict_tiled", "tiled"),
-    (app.segmenter, "instances", "postprocess"),
+    (nuclei.pipeline, "decode_image", "decode"),
+    (nuclei.pipeline, "render", "encode"),
+    (nuclei.segmenter, "normalize", "normalize"),
+    (nuclei.segmenter, "predict_tiled", "tiled"),
+    (nuclei.segmenter, "instances", "postprocess"),
 )
 
 
@@ -96,7 +96,7 @@ def pipeline(
     budget_s: float,
     output: OutputFormat = OutputFormat.png,
 ) -> dict[str, Any]:
-    """segment_upload, as a request runs it, cycling over `images`; per-stage times."""
+    """segment_bytes, as a request runs it, cycling over `images`; per-stage times."""
     per_call: list[dict[str, float]] = []
     bodies = 0
 
@@ -105,7 +105,7 @@ def pipeline(
         image = images[i % len(images)]
         with instrumented(segmenter) as st:
             t0 = time.perf_counter()
-            result = segment_upload(
+            result = segment_bytes(
                 segmenter, image.data, output=output, filename=f"{image.name}.png", max_pixels=max_pixels
             )
             total = time.perf_counter() - t0

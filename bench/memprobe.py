@@ -1,5 +1,5 @@
 """Resident memory of one variant in a fresh process: build the Segmenter the service's way,
-run `app.pipeline.segment_upload` on the given image files, report VmRSS/VmHWM in MB.
+run `nuclei.pipeline.segment_bytes` on the given image files, report VmRSS/VmHWM in MB.
 
     python -m bench.memprobe JOB.json   (printed: one JSON line)
 """
@@ -22,8 +22,8 @@ def main(job_path: str) -> int:
     job = json.loads(Path(job_path).read_text())
     import app.main  # noqa: F401 - the server's imports (FastAPI, uvicorn's deps) count in its RSS
     from app.config import Settings
-    from app.formats import OutputFormat
-    from app.pipeline import segment_upload
+    from nuclei.encode import OutputFormat
+    from nuclei.pipeline import segment_bytes
     from bench.variants import build_segmenter
 
     segmenter = build_segmenter(job["spec"])
@@ -34,7 +34,7 @@ def main(job_path: str) -> int:
     after = []
     for _ in range(job["repeats"]):
         for data in files:
-            segment_upload(segmenter, data, output=OutputFormat.png, filename="x.png", max_pixels=max_pixels)
+            segment_bytes(segmenter, data, output=OutputFormat.png, filename="x.png", max_pixels=max_pixels)
         after.append(_mb("VmRSS"))
     out.update({"rss_after_each_round_mb": after, "rss_end_mb": _mb("VmRSS"), "peak_rss_mb": _mb("VmHWM")})
     print(json.dumps(out))

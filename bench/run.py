@@ -6,7 +6,7 @@ bench/results/latest.md and latest.json.
 
 What it measures, on real DSB2018 images of 256×256, 520×696 and 1024×1024:
   1. raw onnxruntime session.run on the model's input tensor (the whole image, padded);
-  2. the in-process pipeline `app.pipeline.segment_upload` (decode → normalise/tile → run →
+  2. the in-process pipeline `nuclei.pipeline.segment_bytes` (decode → normalise/tile → run →
      post-process → encode) with the service's own settings, and the share of each stage;
   3. the service end to end over HTTP (`python -m app` on 127.0.0.1, httpx async client)
      at concurrency 1 and 4, start-up to /ready, peak RSS, and a soak for memory growth;
@@ -47,10 +47,10 @@ elif str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 
-from app.codec import decode_image  # noqa: E402
+from nuclei.imageio import decode_image  # noqa: E402
 from app.config import Settings  # noqa: E402
 from app.main import load_segmenter  # noqa: E402
-from app.tiling import tile_origins  # noqa: E402
+from nuclei.tiling import tile_origins  # noqa: E402
 from bench import endtoend, httpprofile, images, inprocess, report, variants  # noqa: E402
 from bench.flops import count_flops  # noqa: E402
 from bench.peak import measure_peak  # noqa: E402

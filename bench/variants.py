@@ -1,4 +1,4 @@
-"""Variants of the service's inference, each run through `app.segmenter.Segmenter` exactly as
+"""Variants of the service's inference, each run through `nuclei.segmenter.Segmenter` exactly as
 the service would run it, timed and scored with the DSB2018 metric on the validation split.
 
 A variant is a setting the service already exposes (INTRA_OP_THREADS, INTER_OP_THREADS,
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from app.segmenter import Segmenter, card_path
+from nuclei.segmenter import Segmenter, card_path
 from bench.images import ROOT, Labelled
 from bench.stats import repeat, summarize
 from training.metrics import dsb_score

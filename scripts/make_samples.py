@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from app.codec import encode_png
+from nuclei.imageio import encode_png
 from training.data import Dataset
 
 SAMPLES = {  # name: (image id prefix, crop as (y, x, height, width) or None)

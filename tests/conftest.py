@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from app.codec import decode_image
 from app.config import DEFAULT_MODEL, Settings
 from app.main import create_app
-from app.segmenter import Segmenter
+from nuclei.imageio import decode_image
+from nuclei.segmenter import Segmenter
 from tests.payloads import encode
 
 ROOT = Path(__file__).resolve().parent.parent

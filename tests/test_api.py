@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from app.rle import decode
+from nuclei.rle import decode
 from tests.conftest import MODEL, SAMPLE_NAMES, make_client, png_bytes, read_sample
 
 

@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from app.codec import (
+from nuclei.imageio import (
     ImageError,
     ImageTooLargeError,
     UnsupportedImageError,

@@ -6,9 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from app.normalize import normalize
-from app.segmenter import Segmenter, sha256_file
-from app.tiling import pad_to_multiple
+from nuclei.card import sha256_file
+from nuclei.normalize import normalize
+from nuclei.segmenter import Segmenter
+from nuclei.tiling import pad_to_multiple
 from tests.conftest import FLOAT_MODEL as MODEL
 from tests.conftest import SAMPLE_NAMES, read_sample
 from training.export import PARITY_TOLERANCE

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from app.segmenter import sha256_file
+from nuclei.card import sha256_file
 from tests.conftest import FLOAT_MODEL, MODEL, SAMPLE_NAMES, read_sample
 from training.baseline import otsu_instances
 from training.metrics import score_image

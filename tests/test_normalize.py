@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from app.normalize import ChannelError, normalize
+from nuclei.normalize import ChannelError, normalize
 from tests.conftest import read_sample
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from app.postprocess import (
+from nuclei.postprocess import (
     BOUNDARY,
     FOREGROUND,
     Thresholds,

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from app.rle import decode, encode, nuclei, submission_csv
+from nuclei.rle import decode, encode, nuclei, submission_csv
 from tests.conftest import read_sample
 
 

@@ -43,12 +43,12 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from app.codec import ImageError, UnsupportedImageError, decode_image
+from app.admission import Admission, InferenceTimeout
 from app.config import Settings
-from app.limits import Admission, InferenceTimeout
 from app.main import create_app
-from app.normalize import ChannelError, to_rgb
 from bench.localserver import free_port, wait_until_ready
+from nuclei.imageio import ImageError, UnsupportedImageError, decode_image
+from nuclei.normalize import ChannelError, to_rgb
 from tests.conftest import MODEL, ROOT, make_client, png_bytes, read_sample
 from tests.payloads import bomb_png, deflated_tiff, hand_tiff, png_chunk, tiff
 from tests.payloads import encode as encoded
@@ -499,7 +499,7 @@ def test_bad_setting_fails_start_up_in_one_line():
 # so a request is surely in flight when SIGTERM arrives.
 SLOW_SERVER = """
 import sys, time
-from app import segmenter
+from nuclei import segmenter
 from app.__main__ import main
 
 delay, segment = float(sys.argv[1]), segmenter.Segmenter.segment

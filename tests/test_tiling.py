@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from app.segmenter import Segmenter
-from app.tiling import pad_to_multiple, predict_tiled, tile_origins
+from nuclei.segmenter import Segmenter
+from nuclei.tiling import pad_to_multiple, predict_tiled, tile_origins
 from tests.conftest import FLOAT_MODEL, MODEL, read_sample
 
 
@@ -19,14 +19,14 @@ def local_op(batch: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("shape", [(1, 1), (7, 300), (256, 256), (1040, 1388), (300, 17)])
 def test_output_has_input_size(shape):
     image = np.random.default_rng(0).random((*shape, 3), dtype=np.float32)
-    out = predict_tiled(image, local_op, tile=128, overlap=32, stride=16)
+    out = predict_tiled(image, local_op, tile_size=128, overlap=32, stride=16)
     assert out.shape == (*shape, 3)
 
 
 def test_tiled_equals_untiled_away_from_padding():
     image = np.random.default_rng(1).random((300, 420, 3), dtype=np.float32)
-    whole = predict_tiled(image, local_op, tile=512, overlap=32, stride=16)
-    tiled = predict_tiled(image, local_op, tile=96, overlap=32, stride=16)
+    whole = predict_tiled(image, local_op, tile_size=512, overlap=32, stride=16)
+    tiled = predict_tiled(image, local_op, tile_size=96, overlap=32, stride=16)
     assert np.allclose(whole, tiled, atol=1e-6)
 
 
@@ -38,12 +38,12 @@ def test_tiled_equals_untiled_away_from_padding():
 def test_real_model_tiled_matches_whole_image(model, p999):
     segmenter = Segmenter(model)
     _, image, _ = read_sample("fluorescence_520x696")
-    whole = segmenter.probabilities(image, tile=1024)
+    whole = segmenter.probabilities(image, tile_size=1024)
     for tile in (512, 256):
-        tiled = segmenter.probabilities(image, tile=tile)
+        tiled = segmenter.probabilities(image, tile_size=tile)
         assert whole.shape == tiled.shape == (520, 696, 2)
         assert ((whole[..., 0] > 0.5) == (tiled[..., 0] > 0.5)).mean() > 0.9998, tile
-    diff = np.abs(whole - segmenter.probabilities(image, tile=512))
+    diff = np.abs(whole - segmenter.probabilities(image, tile_size=512))
     assert np.quantile(diff, 0.999) < p999 and diff.max() < 0.15
 
 

@@ -9,7 +9,8 @@ import numpy as np
 import onnx
 import pytest
 
-from app.segmenter import Segmenter, sha256_file
+from nuclei.card import sha256_file
+from nuclei.segmenter import Segmenter
 from tests.conftest import ROOT, SAMPLE_NAMES, read_sample, write_kaggle_layout
 from training.__main__ import main
 from training.data import Dataset, DatasetError, split_ids

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from app.postprocess import targets
-from app.tiling import pad_to_multiple
+from nuclei.postprocess import targets
+from nuclei.tiling import pad_to_multiple
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from app.normalize import normalize
+from nuclei.normalize import normalize
 
 
 def otsu_instances(image: np.ndarray) -> np.ndarray:

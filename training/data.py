@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from app.codec import decode_image
+from nuclei.imageio import decode_image
 
 LAYOUT = "<root>/<id>/images/<id>.png and <root>/<id>/masks/*.png (the Kaggle DSB2018 layout)"
 

@@ -1,11 +1,10 @@
-"""Score an ONNX model through the service's own pipeline (`app.segmenter.Segmenter`), next
+"""Score an ONNX model through the service's own pipeline (`nuclei.segmenter.Segmenter`), next
 to the Otsu baseline on the same images."""
 
 from __future__ import annotations
 
 import argparse
 import csv
-import json
 import logging
 import time
 from dataclasses import asdict
@@ -13,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from app.segmenter import Segmenter, card_path
+from nuclei import card as cards
+from nuclei.segmenter import Segmenter
 from training.baseline import otsu_instances
 from training.data import Dataset, DatasetError
 from training.metrics import score_image
@@ -52,7 +52,7 @@ def summarize(rows: list[dict]) -> dict[str, dict[str, float]]:
 
 
 def resolve_ids(spec: str, segmenter: Segmenter, dataset: Dataset) -> list[str]:
-    validation = segmenter.card["training"]["validation_ids"]
+    validation = segmenter.card.training.validation_ids
     if spec == "validation":
         ids = validation
     elif spec == "training":
@@ -90,14 +90,12 @@ def evaluate_command(args: argparse.Namespace) -> int:
             writer.writeheader()
             writer.writerows(rows)
     if args.update_card:
-        path = card_path(Path(args.model))
-        card = json.loads(path.read_text())
-        card["metrics"] = {
-            "split": args.ids, "images": len(rows), "sha256": segmenter.card["sha256"],
-            "inference": vars(segmenter.inference),
+        metrics = {
+            "split": args.ids, "images": len(rows), "sha256": segmenter.card.sha256,
+            "inference": segmenter.inference.model_dump(by_alias=True),
             "command": f"python -m training evaluate --model {args.model} --ids {args.ids}",
             "model": summary["model"], "baseline_otsu": summary["otsu"],
             "seconds_per_image_mean": round(float(np.mean([r["seconds"] for r in rows])), 3),
         }
-        path.write_text(json.dumps(card, indent=2) + "\n")
+        cards.save(segmenter.card.model_copy(update={"metrics": metrics}), Path(args.model))
     return 0

@@ -8,16 +8,18 @@ import logging
 import os
 import platform
 import shutil
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from app import normalize as normalization
-from app.postprocess import OUTPUT_CHANNELS, Thresholds
-from app.segmenter import InferenceSettings, card_path, sha256_file
-from app.tiling import pad_to_multiple
+from nuclei import card as cards
+from nuclei import normalize as normalization
+from nuclei.card import Inference, ModelCard, sha256_file
+from nuclei.postprocess import OUTPUT_CHANNELS, Thresholds
+from nuclei.tiling import pad_to_multiple
 from training.data import Dataset
 from training.model import build_unet, stride
 from training.onnx_graph import simplify_upsampling
@@ -86,7 +88,7 @@ def parity_images(data: str, ids: list[str], count: int = 3) -> list[np.ndarray]
     return list(chosen.values())
 
 
-def export(run_dir: Path, out: Path, data: str, version: str) -> dict[str, Any]:
+def export(run_dir: Path, out: Path, data: str, version: str) -> ModelCard:
     model, config = load_keras(run_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".onnx.tmp")
@@ -102,24 +104,23 @@ def export(run_dir: Path, out: Path, data: str, version: str) -> dict[str, Any]:
         if (run_dir / name).exists():
             shutil.copyfile(run_dir / name, out.parent / f"{out.stem}.{suffix}")
     card = build_card(out, config, version, diff)
-    card["export"]["rewrites"] = f"{rewritten} × 2×2/stride-2 ConvTranspose → 1×1 Conv + DepthToSpace"
-    old = card_path(out)
-    if old.exists():  # keep evaluation results of the same weights
-        previous = json.loads(old.read_text())
-        if previous.get("sha256") == card["sha256"]:
-            card["metrics"] = previous.get("metrics", {})
-    card_path(out).write_text(json.dumps(card, indent=2) + "\n")
+    card.export["rewrites"] = f"{rewritten} × 2×2/stride-2 ConvTranspose → 1×1 Conv + DepthToSpace"
+    if cards.card_path(out).exists():  # keep evaluation results of the same weights
+        previous = cards.parse(cards.card_path(out))
+        if previous.sha256 == card.sha256:
+            card.metrics = previous.metrics
+    cards.save(card, out)
     log.info("exported %s (%.1f MB), parity %.2e", out, out.stat().st_size / 1e6, diff)
     return card
 
 
-def build_card(onnx_path: Path, config: dict[str, Any], version: str, diff: float) -> dict[str, Any]:
+def build_card(onnx_path: Path, config: dict[str, Any], version: str, diff: float) -> ModelCard:
     import keras
     import tensorflow as tf
     import tf2onnx
 
     history = onnx_path.parent / f"{onnx_path.stem}.history.csv"
-    return {
+    return ModelCard.model_validate({
         "name": onnx_path.stem,
         "version": version,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -139,8 +140,8 @@ def build_card(onnx_path: Path, config: dict[str, Any], version: str, diff: floa
             "layout": "NHWC", "activation": "sigmoid",
             "channels": {str(k): v for k, v in OUTPUT_CHANNELS.items()},
         },
-        "inference": vars(InferenceSettings()),
-        "postprocess": vars(Thresholds()),
+        "inference": Inference().model_dump(by_alias=True),
+        "postprocess": asdict(Thresholds()),
         "training": {
             "data": DATA_DESCRIPTION,
             "split": f"seeded hash split, seed {config['seed']}, "
@@ -158,4 +159,4 @@ def build_card(onnx_path: Path, config: dict[str, Any], version: str, diff: floa
             "python": platform.python_version(),
         },
         "metrics": {},
-    }
+    })

@@ -5,8 +5,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from app.normalize import CHANNELS
-from app.postprocess import OUTPUT_CHANNELS
+from nuclei.normalize import CHANNELS
+from nuclei.postprocess import OUTPUT_CHANNELS
 
 
 def conv_block(x, filters: int):

@@ -7,7 +7,6 @@ the INT8 model is scored on images it has not seen in any form.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from datetime import UTC, datetime
@@ -16,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from app.normalize import normalize
-from app.segmenter import card_path, sha256_file
-from app.tiling import pad_to_multiple
+from nuclei import card as cards
+from nuclei.card import INT8_INFERENCE, ModelCard, sha256_file
+from nuclei.normalize import normalize
+from nuclei.tiling import pad_to_multiple
 from training.data import Dataset
 
 log = logging.getLogger("training")
@@ -29,9 +29,6 @@ SETTINGS = {
     "weight_type": "QInt8",
     "calibrate_method": "MinMax",
 }
-# One tile covers a 1024×1024 image: fewer, larger tiles do less overlap work, and the INT8
-# model's activations at 1024² still keep the server under 500 MB (bench/results).
-INT8_TILE = 1024
 
 
 def calibration_batches(
@@ -85,29 +82,26 @@ def quantize_int8(model: Path, out: Path, batches: list[np.ndarray], input_name:
     return time.perf_counter() - t0
 
 
-def derived_card(source: Path, out: Path, extra: dict[str, Any]) -> dict[str, Any]:
+def derived_card(source: Path, out: Path, extra: dict[str, Any]) -> ModelCard:
     """The source model's card for a file made from it: same weights' story, new file and
     sha256, its own metrics (filled in by `evaluate --update-card`)."""
-    card = json.loads(card_path(source).read_text())
-    card["name"] = out.stem
-    card["file"] = out.name
-    card["sha256"] = sha256_file(out)
-    card["created"] = datetime.now(UTC).isoformat(timespec="seconds")
-    card["derived"] = {"from": source.name, "from_sha256": sha256_file(source), **extra}
-    card["metrics"] = {}
-    return card
+    return cards.load(source).model_copy(update={
+        "name": out.stem, "file": out.name, "sha256": sha256_file(out),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "derived": {"from": source.name, "from_sha256": sha256_file(source), **extra},
+        "metrics": {},
+    })
 
 
-def quantize(model: Path, out: Path, data: str, images: int = 32, crop: int = 256) -> dict[str, Any]:
-    card = json.loads(card_path(model).read_text())
-    exclude = set(card["training"]["validation_ids"])
-    batches, note = calibration_batches(data, exclude, images, crop)
-    seconds = quantize_int8(model, out, batches, card["input"]["name"])
+def quantize(model: Path, out: Path, data: str, images: int = 32, crop: int = 256) -> ModelCard:
+    card = cards.load(model)
+    batches, note = calibration_batches(data, set(card.training.validation_ids), images, crop)
+    seconds = quantize_int8(model, out, batches, card.input.name)
     int8 = derived_card(model, out, {
         "how": "onnxruntime.quantization.quantize_static", "settings": SETTINGS,
         "calibration": note, "seconds": round(seconds, 1),
     })
-    int8["inference"] = {**card.get("inference", {}), "tile": INT8_TILE, "batch_size": 1}
-    card_path(out).write_text(json.dumps(int8, indent=2) + "\n")
+    int8.inference = card.inference.model_copy(update=INT8_INFERENCE.model_dump(exclude_unset=True))
+    cards.save(int8, out)
     log.info("quantised %s → %s (%.1f MB) in %.1f s", model.name, out, out.stat().st_size / 1e6, seconds)
     return int8

@@ -12,7 +12,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from app.normalize import normalize
+from nuclei.normalize import normalize
 from training.augment import AugmentConfig, is_rare_style, training_pair, validation_pair
 from training.data import Dataset, split_ids
 from training.model import build_unet

@@ -4,15 +4,15 @@ computing each image's probabilities once and re-running only the cheap post-pro
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 
-from app.postprocess import Thresholds, instances
-from app.segmenter import Segmenter, card_path
+from nuclei import card as cards
+from nuclei.postprocess import Thresholds, instances
+from nuclei.segmenter import Segmenter
 from training.data import Dataset
 from training.metrics import dsb_score
 
@@ -28,7 +28,7 @@ GRID = {
 def tune(model: Path, data: str, images: int, seed: int) -> Thresholds:
     segmenter = Segmenter(model)
     dataset = Dataset(data)
-    held_out = set(segmenter.card["training"]["validation_ids"])
+    held_out = set(segmenter.card.training.validation_ids)
     pool = [i for i in dataset.ids if i not in held_out]
     rng = np.random.default_rng(seed)
     ids = sorted(rng.choice(pool, size=min(images, len(pool)), replace=False).tolist())
@@ -44,12 +44,12 @@ def tune(model: Path, data: str, images: int, seed: int) -> Thresholds:
         log.info("%s → %.4f", dict(zip(GRID, values, strict=True)), score)
     best_score, best = max(results, key=lambda r: r[0])
     log.info("best on %d training images: %.4f with %s", len(ids), best_score, asdict(best))
-    path = card_path(model)
-    card = json.loads(path.read_text())
-    card["postprocess"] = asdict(best)
-    card["postprocess_tuning"] = {
-        "images": len(ids), "source": "training split (validation ids excluded)",
-        "grid": GRID, "dsb_score": round(best_score, 4),
-    }
-    path.write_text(json.dumps(card, indent=2) + "\n")
+    card = segmenter.card.model_copy(update={
+        "postprocess": best,
+        "postprocess_tuning": {
+            "images": len(ids), "source": "training split (validation ids excluded)",
+            "grid": GRID, "dsb_score": round(best_score, 4),
+        },
+    })
+    cards.save(card, model)
     return best

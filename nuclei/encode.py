@@ -1,4 +1,4 @@
-"""Instance labels → the four response bodies: mask PNG, label PNG, RLE JSON, Kaggle CSV."""
+"""Instance labels → the bodies of each output format: mask PNG, label PNG, RLE JSON, Kaggle CSV."""
 
 from __future__ import annotations
 
@@ -7,12 +7,11 @@ import re
 from enum import StrEnum
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
-from urllib.parse import quote
 
 import numpy as np
 
-from app.codec import encode_png
-from app.rle import encode, nuclei, submission_csv
+from nuclei.imageio import encode_png
+from nuclei.rle import encode, nuclei, submission_csv
 
 
 class OutputFormat(StrEnum):
@@ -48,7 +47,7 @@ def labels_png(labels: np.ndarray) -> bytes:
     return encode_png(labels.astype(np.uint16))
 
 
-def rle_document(labels: np.ndarray, model: dict[str, str]) -> dict[str, Any]:
+def rle_document(labels: np.ndarray, info: dict[str, str]) -> dict[str, Any]:
     found = nuclei(labels)
     return {
         "width": int(labels.shape[1]),
@@ -60,7 +59,7 @@ def rle_document(labels: np.ndarray, model: dict[str, str]) -> dict[str, Any]:
              "centroid": list(n.centroid)}
             for n in found
         ],
-        "model": model,
+        "model": info,
     }
 
 
@@ -72,27 +71,17 @@ def image_id(filename: str | None) -> str:
     return clean[:128] or "image"
 
 
-def attachment(filename: str | None, extension: str) -> str:
-    """Content-Disposition naming the download after the upload. Header values are Latin-1
-    on the wire, so a non-ASCII name goes in RFC 6266 `filename*` beside an ASCII fallback."""
-    name = f"{image_id(filename)}.{extension}"
-    fallback = name.encode("ascii", "replace").decode().replace("?", "_")
-    if fallback == name:
-        return f'attachment; filename="{name}"'
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name)}"
-
-
 def csv_body(labels: np.ndarray, filename: str | None) -> str:
     return submission_csv(image_id(filename), nuclei(labels))
 
 
-def render(labels: np.ndarray, output: OutputFormat, filename: str | None,
-           model: dict[str, str]) -> bytes:
-    """The response body of one format."""
-    if output is OutputFormat.png:
+def render(labels: np.ndarray, output_format: OutputFormat, filename: str | None,
+           info: dict[str, str]) -> bytes:
+    """The body of one output format; `info` names the model (`ModelCard.info`)."""
+    if output_format is OutputFormat.png:
         return mask_png(labels)
-    if output is OutputFormat.labels:
+    if output_format is OutputFormat.labels:
         return labels_png(labels)
-    if output is OutputFormat.rle:
-        return json.dumps(rle_document(labels, model), separators=(",", ":")).encode()
+    if output_format is OutputFormat.rle:
+        return json.dumps(rle_document(labels, info), separators=(",", ":")).encode()
     return csv_body(labels, filename).encode()

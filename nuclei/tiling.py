@@ -25,13 +25,13 @@ def pad_to_multiple(image: np.ndarray, multiple: int, minimum: int = 0) -> np.nd
     return np.pad(image, pad, mode="symmetric")
 
 
-def tile_origins(length: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets of tiles of size `tile` covering [0, length) with at least `overlap`."""
-    if length <= tile:
+def tile_origins(length: int, tile_size: int, overlap: int) -> list[int]:
+    """Start offsets of tiles of size `tile_size` covering [0, length) with at least `overlap`."""
+    if length <= tile_size:
         return [0]
-    step = tile - overlap
-    origins = list(range(0, length - tile, step))
-    origins.append(length - tile)
+    step = tile_size - overlap
+    origins = list(range(0, length - tile_size, step))
+    origins.append(length - tile_size)
     return origins
 
 
@@ -55,7 +55,7 @@ def predict_tiled(
     image: np.ndarray,
     run_batch: RunBatch,
     *,
-    tile: int,
+    tile_size: int,
     overlap: int,
     stride: int,
     batch_size: int = 4,
@@ -64,14 +64,14 @@ def predict_tiled(
 
     Tiles overlap by `overlap` pixels and each keeps only its centre (half the overlap is
     dropped at every inner edge), so no pixel is predicted from a tile border where the
-    network lacks context. `tile` and `overlap` must be multiples of `stride`.
+    network lacks context. `tile_size` and `overlap` must be multiples of `stride`.
     """
-    if tile % stride or overlap % stride or not 0 <= overlap < tile:
-        raise ValueError(f"tile {tile} and overlap {overlap} must be multiples of {stride}")
+    if tile_size % stride or overlap % stride or not 0 <= overlap < tile_size:
+        raise ValueError(f"tile size {tile_size} and overlap {overlap} must be multiples of {stride}")
     height, width = image.shape[:2]
     padded = pad_to_multiple(image, stride)
     ph, pw = padded.shape[:2]
-    th, tw = min(tile, ph), min(tile, pw)
+    th, tw = min(tile_size, ph), min(tile_size, pw)
     origins = [(y, x) for y in tile_origins(ph, th, overlap) for x in tile_origins(pw, tw, overlap)]
     margin = overlap // 2
     out: np.ndarray | None = None

@@ -28,12 +28,12 @@ class ImageTooLargeError(ImageError):
 
 @dataclass(frozen=True)
 class ImageHeader:
-    format: str
+    container: str  # png, jpeg, tiff or bmp: how the upload is packed, not the output format
     width: int
     height: int
 
 
-def sniff_format(data: bytes) -> str:
+def sniff_container(data: bytes) -> str:
     """The container format from the file's magic bytes, never from its name."""
     if data.startswith(b"\x89PNG\r\n\x1a\n"):
         return "png"
@@ -54,18 +54,18 @@ def sniff_format(data: bytes) -> str:
 
 def read_header(data: bytes) -> ImageHeader:
     """Width and height from the header alone, without decoding pixels."""
-    fmt = sniff_format(data)
-    if fmt == "gif":
+    container = sniff_container(data)
+    if container == "gif":
         raise UnsupportedImageError("GIF is not supported: upload a PNG, JPEG, TIFF or BMP image")
     try:
-        width, height = _HEADER_READERS[fmt](data)
+        width, height = _HEADER_READERS[container](data)
     except ImageError:
         raise
     except (struct.error, IndexError, ValueError) as exc:
-        raise ImageError(f"the {fmt.upper()} header is truncated or corrupt") from exc
+        raise ImageError(f"the {container.upper()} header is truncated or corrupt") from exc
     if width <= 0 or height <= 0:
-        raise ImageError(f"the {fmt.upper()} header claims an empty image ({width}×{height})")
-    return ImageHeader(fmt, width, height)
+        raise ImageError(f"the {container.upper()} header claims an empty image ({width}×{height})")
+    return ImageHeader(container, width, height)
 
 
 def _png_size(data: bytes) -> tuple[int, int]:
@@ -135,21 +135,21 @@ def decode_image(data: bytes, max_pixels: int | None = None) -> np.ndarray:
             f"image is {header.width}×{header.height} = {pixels} pixels; "
             f"the limit is {max_pixels} pixels"
         )
-    if not _complete(header.format, data):
-        raise ImageError(f"the {header.format.upper()} file is truncated (no end marker)")
-    image = _decode_tiff(data) if header.format == "tiff" else _decode_cv2(data)
+    if not _complete(header.container, data):
+        raise ImageError(f"the {header.container.upper()} file is truncated (no end marker)")
+    image = _decode_tiff(data) if header.container == "tiff" else _decode_cv2(data)
     if image is None or image.size == 0:
-        raise ImageError(f"the {header.format.upper()} data is truncated or corrupt")
+        raise ImageError(f"the {header.container.upper()} data is truncated or corrupt")
     if image.shape[:2] != (header.height, header.width):
         raise ImageError("the image data does not match its header")
     return image
 
 
-def _complete(fmt: str, data: bytes) -> bool:
+def _complete(container: str, data: bytes) -> bool:
     """OpenCV decodes a cut-off JPEG into a half-grey picture; refuse it instead."""
-    if fmt == "png":
+    if container == "png":
         return b"IEND" in data[-64:]
-    if fmt == "jpeg":
+    if container == "jpeg":
         return data.rstrip(b"\x00\r\n ").endswith(b"\xff\xd9")
     return True
 

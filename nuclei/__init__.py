@@ -1,0 +1,14 @@
+"""The segmentation core, shared by the service, training and every other wing.
+
+    imageio      bytes → image: decode (header-first size checks), encode PNG
+    normalize    the one input normalisation
+    tiling       pad to the stride, overlapping tiles, stitch, crop back
+    segmenter    where the model runs: ONNX session + card, image → labels in one call
+    postprocess  probabilities → instances (and the training targets, its inverse)
+    rle          where a nucleus becomes run-length encoding, a CSV row, a JSON record
+    encode       labels → the body of each output format
+    pipeline     bytes → encoded nuclei in one call
+    card         the typed model card: load (sha256 checked), save
+
+No web framework and no training framework here: imports point down into this package only.
+"""
