@@ -1,0 +1,7 @@
+"""`python -m batch` = `nuclei-batch`."""
+
+import sys
+
+from batch.cli import main
+
+sys.exit(main())

@@ -1,0 +1,89 @@
+"""nuclei-batch on real DSB2018 samples: the service's counts, one Parquet row per nucleus,
+error rows for bad files, and a job that survives a worker killed halfway."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from dask.distributed import Client, LocalCluster
+
+from batch.cli import main
+from tests.conftest import ROOT, SAMPLE_NAMES, png_bytes, read_sample
+
+
+def write_images(folder: Path, copies: int) -> list[Path]:
+    """The real samples, each also flipped and turned, so every file is a different image."""
+    paths = []
+    for k in range(copies):
+        for name in SAMPLE_NAMES:
+            _, image, _ = read_sample(name)
+            variant = np.rot90(image[:, ::-1] if k % 2 else image, k // 2)
+            path = folder / f"set {k}" / f"{name} – v{k}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(png_bytes(np.ascontiguousarray(variant)))
+            paths.append(path)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def batch_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, Path, list[Path]]:
+    source, out = tmp_path_factory.mktemp("in"), tmp_path_factory.mktemp("out")
+    paths = write_images(source, copies=2)
+    (source / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    status = main([str(source), str(out), "--workers", "2", "--quiet"])
+    return status, out, paths
+
+
+def test_counts_equal_the_service_and_bad_files_are_error_rows(batch_run, client) -> None:
+    status, out, paths = batch_run
+    rows = {Path(r["path"].removeprefix("file://")).name: r for r in pq.read_table(out / "images.parquet").to_pylist()}
+    assert status == 1, "a failed image makes the exit status 1"
+    assert rows.pop("corrupt.png")["status"] == "error"
+    assert sorted(rows) == sorted(p.name for p in paths)
+    for path in paths:
+        served = client.post("/segment", files={"file": (path.name, path.read_bytes(), "image/png")})
+        row = rows[path.name]
+        assert (row["status"], row["count"]) == ("ok", int(served.headers["X-Nuclei-Count"])), path.name
+        assert (row["width"], row["height"]) == (row["width"], row["height"]) and row["model_version"]
+
+
+def test_nuclei_table_has_one_row_per_nucleus_and_labels_mirror_the_tree(batch_run) -> None:
+    _, out, paths = batch_run
+    images = pq.read_table(out / "images.parquet").to_pylist()
+    nuclei = pq.read_table(out / "nuclei.parquet").to_pylist()
+    assert len(nuclei) == sum(r["count"] or 0 for r in images)
+    for row in images:
+        ids = sorted(n["id"] for n in nuclei if n["path"] == row["path"])
+        assert ids == list(range(1, (row["count"] or 0) + 1))
+    for path in paths:
+        label_png = out / "labels" / path.parent.name / f"{path.stem}.labels.png"
+        assert label_png.stat().st_size > 0, label_png
+
+
+def test_a_worker_killed_mid_job_loses_no_image(tmp_path: Path) -> None:
+    source, out = tmp_path / "in", tmp_path / "out"
+    paths = write_images(source, copies=8)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        job = subprocess.Popen(
+            [sys.executable, "-m", "batch", str(source), str(out), "--scheduler", cluster.scheduler_address,
+             "--chunk", "1", "--quiet"], env=env, cwd=ROOT)
+        deadline = time.monotonic() + 120
+        while not list(out.glob("labels/*/*.png")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        done_before_kill = len(list(out.glob("labels/*/*.png")))
+        victim = next(iter(client.run(os.getpid).values()))
+        os.kill(victim, signal.SIGKILL)
+        assert job.wait(timeout=300) == 0
+    assert 0 < done_before_kill < len(paths), "the worker was killed while the job ran"
+    rows = pq.read_table(out / "images.parquet").to_pylist()
+    assert len(rows) == len(paths) and {r["status"] for r in rows} == {"ok"}
