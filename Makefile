@@ -53,10 +53,10 @@ clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
 
 bench: $(VENV)/.dev
-	$(BIN)/python bench/run.py
+	$(BIN)/python -m bench
 
 soak: $(VENV)/.dev
-	$(BIN)/python scripts/soak.py --requests 2000 --concurrency 16
+	$(BIN)/python -m scripts.soak --requests 2000 --concurrency 16
 
 container-smoke:
 	scripts/container-smoke

@@ -1,146 +1,122 @@
-"""In-process measurements: the raw onnxruntime call, and the service's own request function
-(`nuclei.pipeline.segment_bytes`) with the time of each stage.
+"""In-process speed: the raw network call, the service's own functions end to end, and each
+stage of a request called directly, one after the other.
 
-Stages are timed by wrapping, for the duration of the measurement, the functions the
-service's code looks up at call time (`nuclei.pipeline.decode_image` and `render`,
-`nuclei.segmenter.normalize`, `predict_tiled` and `instances`, and the segmenter's `run_batch`),
-so the code path measured is the service's, not a copy of it.
+The stages are the core's public functions, called here in the order `segment_bytes` calls
+them, never patched: should the pipeline gain a step, the stages' sum stops matching
+`segment_bytes` and the report (and tests/bench) shows the gap instead of a stage reading 0.
 """
 
 from __future__ import annotations
 
 import time
-from collections import defaultdict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-import nuclei.pipeline
-import nuclei.segmenter
-from nuclei.imageio import decode_image
-from nuclei.encode import OutputFormat
+from bench.images import Image
+from nuclei.encode import OutputFormat, Segmentation, render
+from nuclei.imageio import decode_image, decode_plane
 from nuclei.normalize import normalize
 from nuclei.pipeline import segment_bytes
+from nuclei.postprocess import instances
 from nuclei.segmenter import Segmenter
-from nuclei.tiling import pad_to_multiple
-from bench.images import BenchImage
-from bench.stats import repeat, summarize
+from nuclei.tiling import pad_to_multiple, predict_tiled, tile_origins
 
-STAGES = ("decode", "normalize", "tiling", "model", "postprocess", "encode", "other")
-PATCHES = (  # (module, attribute, stage)
-    (nuclei.pipeline, "decode_image", "decode"),
-    (nuclei.pipeline, "render", "encode"),
-    (nuclei.segmenter, "normalize", "normalize"),
-    (nuclei.segmenter, "predict_tiled", "tiled"),
-    (nuclei.segmenter, "instances", "postprocess"),
-)
+STAGES = ("decode", "normalize", "predict_tiled", "instances", "render")
+SEGMENT_STAGES = ("normalize", "predict_tiled", "instances")  # what Segmenter.segment() runs
 
 
-class StageTimes:
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = defaultdict(float)
-
-    def wrap(self, stage: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            t0 = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                self.seconds[stage] += time.perf_counter() - t0
-
-        return timed
+def summary(seconds: list[float]) -> dict[str, Any]:
+    """Count, median, p95 and minimum in ms: the median is what a request sees; the minimum is
+    the steadiest measure on shared cores, where other work only ever adds time."""
+    ms = np.asarray(seconds) * 1e3
+    return {"n": len(ms), "p50_ms": round(float(np.median(ms)), 2), "p95_ms": round(float(np.percentile(ms, 95)), 2),
+            "min_ms": round(float(ms.min()), 2)}
 
 
-@contextmanager
-def instrumented(segmenter: Segmenter) -> Iterator[StageTimes]:
-    times = StageTimes()
-    saved = []
-    for module, attr, stage in PATCHES:
-        if hasattr(module, attr):
-            saved.append((module, attr, getattr(module, attr)))
-            setattr(module, attr, times.wrap(stage, getattr(module, attr)))
-    segmenter.run_batch = times.wrap("model", type(segmenter).run_batch.__get__(segmenter))  # type: ignore[method-assign]
-    try:
-        yield times
-    finally:
-        for module, attr, original in saved:
-            setattr(module, attr, original)
-        del segmenter.run_batch
+def timed_once(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
 
 
-def model_input(segmenter: Segmenter, data: bytes) -> np.ndarray:
-    """The whole image as the network's input tensor: 1×H'×W'×3, H' and W' padded to the stride."""
-    return np.ascontiguousarray(pad_to_multiple(normalize(decode_image(data)), segmenter.stride)[None])
+def timed(fn: Callable[[], object], reps: int, budget_s: float, warm_up: bool = True) -> list[float]:
+    """Seconds per call after one untimed warm-up; at least 2 calls, at most `reps`, no new
+    call once `budget_s` has passed."""
+    if warm_up:
+        fn()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < reps and (len(times) < 2 or time.perf_counter() - start < budget_s):
+        times.append(timed_once(fn))
+    return times
 
 
-def raw_onnxruntime(
-    segmenter: Segmenter, x: np.ndarray, *, min_reps: int, max_reps: int, budget_s: float
-) -> dict[str, Any]:
-    """session.run on one input tensor, nothing else."""
-    feed = {segmenter.input_name: x}
-    times = repeat(
-        lambda _i: segmenter.session.run(None, feed), min_reps=min_reps, max_reps=max_reps, budget_s=budget_s, warmup=1
-    )
-    return {"input_shape": list(x.shape), **summarize(times)}
+def model_input(segmenter: Segmenter, image: Image) -> np.ndarray:
+    """The whole image as one network input, 1×H'×W'×3, padded to the stride: the least work
+    the model can do for it, whatever the tiling."""
+    return np.ascontiguousarray(pad_to_multiple(normalize(decode_image(image.data)), segmenter.stride)[None])
 
 
-def pipeline(
-    segmenter: Segmenter,
-    images: list[BenchImage],
-    *,
-    max_pixels: int,
-    min_reps: int,
-    max_reps: int,
-    budget_s: float,
-    output: OutputFormat = OutputFormat.png,
-) -> dict[str, Any]:
-    """segment_bytes, as a request runs it, cycling over `images`; per-stage times."""
-    per_call: list[dict[str, float]] = []
-    bodies = 0
+def tiles(segmenter: Segmenter, image: Image) -> int:
+    """How many tiles predict_tiled runs for the image (at the segmenter's tile size)."""
+    s, padded = segmenter.inference, model_input(segmenter, image).shape[1:3]
+    return int(np.prod([len(tile_origins(n, min(s.tile_size, n), s.overlap)) for n in padded]))
 
-    def once(i: int) -> None:
-        nonlocal bodies
-        image = images[i % len(images)]
-        with instrumented(segmenter) as st:
-            t0 = time.perf_counter()
-            result = segment_bytes(
-                segmenter, image.data, output=output, filename=f"{image.name}.png", max_pixels=max_pixels
-            )
-            total = time.perf_counter() - t0
-        if i >= 0:
-            s = dict(st.seconds)
-            tiled = s.pop("tiled", 0.0)
-            s["tiling"] = max(0.0, tiled - s.get("model", 0.0))
-            s["other"] = max(0.0, total - sum(s.values()))
-            s["total"] = total
-            per_call.append(s)
-            bodies += len(result.body)
 
-    t0, cpu0 = time.perf_counter(), time.process_time()
-    repeat(once, min_reps=min_reps, max_reps=max_reps, budget_s=budget_s, warmup=1)
-    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    totals = np.array([c["total"] for c in per_call])
-    mean_total = float(totals.mean())
-    stages = {}
-    for stage in STAGES:
-        values = np.array([c.get(stage, 0.0) for c in per_call])
-        stages[stage] = {
-            "median_ms": round(float(np.median(values)) * 1e3, 3),
-            "mean_ms": round(float(values.mean()) * 1e3, 3),
-            "share": round(float(values.mean()) / mean_total, 4),
-        }
-    megapixels = float(np.mean([images[i % len(images)].megapixels for i in range(len(per_call))]))
-    return {
-        **summarize(list(totals)),
-        "images_per_s": round(1.0 / mean_total, 3),
-        "megapixels_per_s": round(megapixels / mean_total, 3),
-        "wall_s": round(wall, 2),
-        # All threads of this process (onnxruntime's included), per call, warm-up counted.
-        "cpu_ms_per_image": round(1000 * cpu / (len(per_call) + 1), 2),
-        "stages": stages,
-        "pre_post_encode_share": round(1.0 - stages["model"]["share"], 4),
-        "mean_body_bytes": int(bodies / max(1, len(per_call))),
-        "output_format": output.value,
+def run_stages(segmenter: Segmenter, image: Image, max_pixels: int) -> tuple[dict[str, float], bytes]:
+    """One request's stages, each called directly as `segment_bytes` calls it: the seconds of
+    each, and the body they made (the same bytes as segment_bytes', or the stages are stale)."""
+    s = segmenter.inference
+    marks = [time.perf_counter()]
+    decoded, plane = decode_plane(image.data, max_pixels=max_pixels)
+    marks.append(time.perf_counter())
+    normalised = normalize(decoded)
+    marks.append(time.perf_counter())
+    probabilities = predict_tiled(normalised, segmenter.run_batch, tile_size=s.tile_size, overlap=s.overlap,
+                                  stride=segmenter.stride, batch_size=s.batch_size)
+    marks.append(time.perf_counter())
+    labels = instances(probabilities, segmenter.thresholds)
+    marks.append(time.perf_counter())
+    body = render(Segmentation(labels, decoded, segmenter.info, f"{image.name}.png", plane.pixel_size_um),
+                  OutputFormat.png)
+    marks.append(time.perf_counter())
+    return dict(zip(STAGES, np.diff(marks).tolist(), strict=True)), body
+
+
+def measure(segmenter: Segmenter, image: Image, max_pixels: int, reps: int, budget_s: float,
+            stages: bool = True) -> dict[str, Any]:
+    """Raw session.run and segment_bytes(), and with `stages` segment() and each stage too,
+    interleaved call by call so that a burst of load from elsewhere hits all of them alike."""
+    x = model_input(segmenter, image)
+    decoded = decode_image(image.data, max_pixels=max_pixels)
+    calls: dict[str, Callable[[], object]] = {
+        "session.run": lambda: segmenter.session.run(None, {segmenter.input_name: x}),
+        "segment_bytes()": lambda: segment_bytes(segmenter, image.data, output_format=OutputFormat.png,
+                                                 filename=f"{image.name}.png", max_pixels=max_pixels),
+    }
+    if stages:
+        calls["segment()"] = lambda: segmenter.segment(decoded)
+    runs: dict[str, list[float]] = {}
+    start = time.perf_counter()
+    for rep in range(reps + 1):  # rep 0 warms up and is dropped
+        laps = {name: timed_once(fn) for name, fn in calls.items()}
+        if stages:
+            laps |= run_stages(segmenter, image, max_pixels)[0]
+            laps["stage sum"] = sum(laps[s] for s in STAGES)
+            laps["segment() stages"] = sum(laps[s] for s in SEGMENT_STAGES)
+        for name, seconds in laps.items():
+            runs[name] = runs.get(name, []) + ([seconds] if rep else [])
+        if rep >= 2 and time.perf_counter() - start > budget_s:
+            break
+    out = {name: summary(seconds) for name, seconds in runs.items()}
+    e2e = out["segment_bytes()"]
+    if stages:
+        out["stage_sum_over_end_to_end"] = round(out["stage sum"]["min_ms"] / e2e["min_ms"], 3)
+    return out | {
+        "input_shape": list(x.shape),
+        "tiles": tiles(segmenter, image),
+        "images_per_s": round(1e3 / e2e["p50_ms"], 3),
+        "megapixels_per_s": round(image.megapixels * 1e3 / e2e["p50_ms"], 3),
     }

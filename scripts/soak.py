@@ -1,8 +1,8 @@
 """`make soak`: hostile input and overload against a real `python -m app` process, on loopback.
 
-    python scripts/soak.py [--requests 2000] [--concurrency 16] [--bombs-only]
+    python -m scripts.soak [--requests 2000] [--concurrency 16] [--bombs-only]   (from the repository root)
 
-1. Starts `python -m app` on a free 127.0.0.1 port and waits for /ready.
+1. Starts `python -m app` on a free 127.0.0.1 port and waits for /ready (`bench.server`).
 2. Bombs: resets the server's peak RSS (VmHWM), posts images whose headers claim up to 10^10
    pixels and a chunked upload far over MAX_UPLOAD_BYTES, and compares the peak with idle RSS.
 3. Load: `--requests` mixed good and bad requests from `--concurrency` clients at once, while a
@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import select
 import signal
 import socket
 import statistics
 import struct
-import subprocess
 import sys
 import tempfile
 import threading
@@ -41,55 +39,15 @@ import cv2
 import httpx
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # the hostile payloads live beside the tests that use them
-
-from bench.localserver import free_port, wait_until_ready  # noqa: E402
-from tests.payloads import bomb_png, encode, tiff  # noqa: E402
-from tests.payloads import deflated_tiff as bomb_samples_tiff  # noqa: E402
-from tests.payloads import hand_tiff as bomb_tiff  # noqa: E402
+from bench import proc
+from bench.server import ROOT, serve
+from tests.payloads import bomb_png, encode, tiff  # the hostile payloads live beside the tests that use them
+from tests.payloads import deflated_tiff as bomb_samples_tiff
+from tests.payloads import hand_tiff as bomb_tiff
 
 SAMPLES = sorted((ROOT / "samples").glob("*.png"))
 MB = 2**20
 MAX_UPLOAD = 4 * MB  # the server's MAX_UPLOAD_BYTES here, so oversized uploads stay cheap to send
-
-
-# ---------------------------------------------------------------- the server process
-
-
-def memory(pid: int) -> dict[str, int]:
-    """VmRSS and VmHWM (peak RSS) of a process, in bytes, from /proc."""
-    values = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, rest = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            values[key] = int(rest.split()[0]) * 1024
-    return values
-
-
-def reset_peak(pid: int) -> bool:
-    """Set VmHWM back to the current RSS (Linux ≥ 4.0), so the next peak is the bombs' own."""
-    try:
-        Path(f"/proc/{pid}/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def start_server(log_path: Path) -> tuple[subprocess.Popen, str]:
-    defaults = ("API_KEY", "CORS_ORIGINS", "MODEL_PATH", "MAX_PIXELS", "QUEUE_DEPTH", "INFERENCE_WORKERS",
-                "REQUEST_TIMEOUT_S", "TILE_SIZE", "INTRA_OP_THREADS", "INTER_OP_THREADS")
-    env = {k: v for k, v in os.environ.items() if k not in defaults}  # the service's defaults
-    env.update(HOST="127.0.0.1", PORT=str(free_port()), LOG_LEVEL="warning",
-               MAX_UPLOAD_BYTES=str(MAX_UPLOAD), SHUTDOWN_TIMEOUT_S="30")
-    proc = subprocess.Popen([sys.executable, "-m", "app"], cwd=ROOT, env=env,
-                            stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{env['PORT']}"
-    try:
-        wait_until_ready(proc, url, log_path, timeout_s=120, poll_s=0.2)
-    except RuntimeError as exc:
-        raise SystemExit(str(exc)) from None
-    return proc, url
 
 
 # ---------------------------------------------------------------- payloads
@@ -211,9 +169,9 @@ def chunked_upload(url: str, total: int) -> tuple[int, int]:
 
 
 def bomb_phase(url: str, pid: int, report: Report) -> None:
-    idle = memory(pid)["VmRSS"]
-    report.line(f"bombs: idle RSS {idle / MB:.1f} MB (VmHWM since start {memory(pid)['VmHWM'] / MB:.1f} MB)")
-    peak_was_reset = reset_peak(pid)
+    idle = proc.rss_mb(pid)
+    report.line(f"bombs: idle RSS {idle:.1f} MB (VmHWM since start {proc.peak_rss_mb(pid):.1f} MB)")
+    peak_was_reset = proc.reset_peak(pid)
     bombs = {
         "PNG 100000×100000 grey": bomb_png(100_000, 100_000),
         "PNG 60000×60000 grey": bomb_png(60_000, 60_000),
@@ -234,10 +192,10 @@ def bomb_phase(url: str, pid: int, report: Report) -> None:
     report.check(status == 413 and sent < 4 * MAX_UPLOAD,
                  f"  chunked upload of 64 MB      refused with {status} after {sent / MB:.1f} MB sent "
                  f"(MAX_UPLOAD_BYTES {MAX_UPLOAD / MB:.0f} MB)")
-    peak = memory(pid)["VmHWM"]
+    peak = proc.peak_rss_mb(pid)
     what = "peak RSS during bombs" if peak_was_reset else "VmHWM since start (clear_refs refused)"
-    report.check(peak - idle < 100 * MB,
-                 f"bombs: {what} {peak / MB:.1f} MB = idle + {(peak - idle) / MB:.1f} MB (limit +100 MB)")
+    report.check(peak - idle < 100,
+                 f"bombs: {what} {peak:.1f} MB = idle + {peak - idle:.1f} MB (limit +100 MB)")
 
 
 # ---------------------------------------------------------------- load
@@ -331,7 +289,7 @@ def load_phase(url: str, pid: int, args: argparse.Namespace, report: Report) -> 
         for _kind, request in plan[:40]:
             client.request(**request)
     time.sleep(1)
-    before = memory(pid)["VmRSS"]
+    before = proc.rss_mb(pid)
     probe = HealthProbe(url)
     probe.start()
     start = time.perf_counter()
@@ -341,7 +299,7 @@ def load_phase(url: str, pid: int, args: argparse.Namespace, report: Report) -> 
     probe.stop.set()
     probe.join(15)
     time.sleep(2)
-    after = memory(pid)["VmRSS"]
+    after = proc.rss_mb(pid)
 
     done = sum(statuses.values())
     report.line(f"load: {done} requests in {elapsed:.1f} s ({done / elapsed:.1f}/s) "
@@ -372,7 +330,7 @@ def load_phase(url: str, pid: int, args: argparse.Namespace, report: Report) -> 
                  f"p99 {p99 * 1000:.0f} ms, max {max(lat) * 1000:.0f} ms, failures {probe.failures} "
                  "(p99 limit 1000 ms)")
     growth = (after - before) / before
-    report.check(growth < 0.10, f"RSS before {before / MB:.1f} MB, after {after / MB:.1f} MB: "
+    report.check(growth < 0.10, f"RSS before {before:.1f} MB, after {after:.1f} MB: "
                                 f"{growth * 100:+.1f} % (limit +10 %)")
 
 
@@ -386,28 +344,24 @@ def main() -> int:
     args = parser.parse_args()
 
     report = Report()
+    env = {"LOG_LEVEL": "warning", "MAX_UPLOAD_BYTES": MAX_UPLOAD, "SHUTDOWN_TIMEOUT_S": 30}
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "server.log"
-        proc, url = start_server(log)
         try:
-            report.line(f"server: python -m app, pid {proc.pid}, {url}")
-            bomb_phase(url, proc.pid, report)
-            if not args.bombs_only:
-                load_phase(url, proc.pid, args, report)
-            with httpx.Client(base_url=url, timeout=60, trust_env=False) as client:
-                last = client.post("/segment", files={"file": ("x.png", SAMPLES[0].read_bytes())})
-            report.check(last.status_code == 200, f"a good request after the load: {last.status_code}")
-            proc.send_signal(signal.SIGTERM)
-            try:
-                code = proc.wait(40)
-            except subprocess.TimeoutExpired:
-                code = None
-            report.check(code in (0, -signal.SIGTERM), f"SIGTERM: server exited with {code} "
-                                                       "(uvicorn re-raises the signal after shutdown: -15)")
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
+            with serve(env, log_path=log, timeout_s=120, poll_s=0.2) as server:
+                report.line(f"server: python -m app, pid {server.pid}, {server.url}")
+                bomb_phase(server.url, server.pid, report)
+                if not args.bombs_only:
+                    load_phase(server.url, server.pid, args, report)
+                with httpx.Client(base_url=server.url, timeout=60, trust_env=False) as client:
+                    last = client.post("/segment", files={"file": ("x.png", SAMPLES[0].read_bytes())})
+                report.check(last.status_code == 200, f"a good request after the load: {last.status_code}")
+                code = server.stop(timeout_s=40)
+                report.check(code in (0, -signal.SIGTERM), f"SIGTERM: server exited with {code} "
+                                                           "(uvicorn re-raises the signal after shutdown: -15; "
+                                                           "-9: killed after 40 s)")
+        except RuntimeError as exc:  # not ready: the server's log is in the message
+            raise SystemExit(str(exc)) from None
         server_log = log.read_text(errors="replace")
         if "Traceback" in server_log:
             report.check(False, "server log has a traceback:\n" + server_log[-3000:])

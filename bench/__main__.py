@@ -1,0 +1,130 @@
+"""`make bench` (`python -m bench`): every measure of the service in one run, within 10 minutes
+on 2 cores. Prints the tables, writes bench/results/latest.json and latest.md.
+
+    python -m bench            the full run (its numbers go to docs/performance.md)
+    python -m bench --quick    a few minutes, tiny counts, printed only (unless --out DIR)
+
+Each phase is bounded by repetitions and by seconds, so a loaded machine gives fewer samples
+rather than a run past its budget. The service's defaults are measured, whatever the shell's
+MODEL_PATH, TILE_SIZE…: in-process with `Settings.model_construct`, over HTTP via `bench.server`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from app.config import Settings
+from app.main import load_segmenter
+from bench import anchors, inprocess, load
+from bench.images import bench_images
+from bench.report import render
+from bench.server import ROOT, serve
+from nuclei.segmenter import Segmenter
+
+MODES: dict[str, dict[str, Any]] = {  # counts and seconds per size (256², 520×696, 1024²)
+    "full": {"reps": 12, "budget_s": (6, 12, 20), "float32_budget_s": (4, 8, 12), "keras_reps": 3, "keras_s": 10,
+             "http_requests": (24, 10, 6), "http_s": 25, "startups": 3, "soak_requests": 300, "soak_s": 120},
+    "quick": {"reps": 2, "budget_s": (0, 0, 0), "float32_budget_s": (0, 0, 0), "keras_reps": 2, "keras_s": 0,
+              "http_requests": (4, 2, 2), "http_s": 10, "startups": 1, "soak_requests": 12, "soak_s": 20},
+}
+
+
+def log(t0: float, message: str) -> None:
+    print(f"[{time.perf_counter() - t0:6.1f} s] {message}", file=sys.stderr, flush=True)
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def model_info(segmenter: Segmenter) -> dict[str, Any]:
+    card, s = segmenter.card, segmenter.inference
+    return {"file": segmenter.model_path.name, "version": card.version, "sha256": card.sha256,
+            "tile": s.tile_size, "overlap": s.overlap, "batch": s.batch_size}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny counts, for trying the harness")
+    parser.add_argument("--out", type=Path, help="results folder (default bench/results; --quick: none)")
+    args = parser.parse_args(argv)
+    mode = MODES["quick" if args.quick else "full"]
+    out_dir = args.out or (None if args.quick else ROOT / "bench" / "results")
+    t0 = time.perf_counter()
+    load_start = os.getloadavg()
+    images = bench_images()
+    defaults = Settings.model_construct()
+    served = load_segmenter(defaults)  # the service's default model and settings
+    derived = (served.card.derived or {}).get("from")
+    if not derived:
+        raise SystemExit(f"{served.model_path.name} names no float32 source (card: derived.from)")
+    float32 = load_segmenter(Settings.model_construct(model_path=served.model_path.parent / derived))
+    segmenters = {"int8": served, "float32": float32}
+    results: dict[str, Any] = {"served": "int8", "stages": list(inprocess.STAGES), "inprocess": {},
+                               "models": {name: model_info(s) for name, s in segmenters.items()}}
+    for name, segmenter in segmenters.items():
+        budgets = mode["budget_s" if name == "int8" else "float32_budget_s"]
+        results["inprocess"][name] = {}
+        for image, budget in zip(images, budgets, strict=True):
+            log(t0, f"in-process {name} {image.key}")
+            results["inprocess"][name][image.key] = inprocess.measure(  # float32: no stages, to save time
+                segmenter, image, defaults.max_pixels, mode["reps"], budget, stages=name == "int8")
+
+    log(t0, "anchors: matmul peak, FLOPs per pixel")
+    results["peak"] = anchors.matmul_peak(threads=defaults.intra_op_threads)
+    results["flop_per_pixel"] = anchors.flop_per_pixel(float32.model_path)
+    log(t0, "anchor: Keras predict (child process)")
+    inputs = {image.key: inprocess.model_input(float32, image) for image in images}
+    reference = {key: float32.run_batch(x) for key, x in inputs.items()}
+    weights = float32.model_path.parent / float32.card.architecture["keras_weights"]
+    results["keras"] = anchors.keras_predict(weights, float32.card.architecture["filters"], inputs, reference,
+                                             mode["keras_reps"], mode["keras_s"])
+    del segmenters, served, float32  # the server below gets the cores and memory to itself
+
+    log(t0, "HTTP: start-up to /ready")
+    results["startup"] = load.startup({}, mode["startups"])
+    results["http"] = []
+    with serve({}) as server:
+        for image, requests in zip(images, mode["http_requests"], strict=True):
+            for concurrency in (1, 4):
+                log(t0, f"HTTP {image.key} concurrency {concurrency}")
+                results["http"].append(load.http_load(server, image, requests, concurrency, mode["http_s"]))
+        log(t0, f"soak: up to {mode['soak_requests']} requests of {images[-1].key}")
+        results["soak"] = load.soak(server, images[-1], mode["soak_requests"], 4, mode["soak_s"])
+
+    results["meta"] = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": "python -m bench" + (" --quick" if args.quick else ""),
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "cpu": f"{cpu_model()}, {os.cpu_count()} cores",
+        "load_average": f"1 min: {load_start[0]:.2f} at start → {os.getloadavg()[0]:.2f} at end; "
+                        f"5 and 15 min at end: {os.getloadavg()[1]:.2f}, {os.getloadavg()[2]:.2f}",
+        "versions": f"python {platform.python_version()}, onnxruntime {ort.__version__}, numpy {np.__version__}",
+        "settings": f"service defaults: INTRA_OP_THREADS={defaults.intra_op_threads}, "
+                    f"INFERENCE_WORKERS={defaults.inference_workers}, QUEUE_DEPTH={defaults.queue_depth}",
+    }
+    report = render(results)
+    if out_dir:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "latest.json").write_text(json.dumps(results, indent=1) + "\n")
+        (out_dir / "latest.md").write_text(report + "\n")
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
