@@ -1,10 +1,13 @@
-"""Shared fixtures: the committed model, real sample images with their labels, the app."""
+"""Shared fixtures and helpers for every folder of tests: the committed models, real sample
+images with their labels, the app and how to post an image to it."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
+import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -31,6 +34,34 @@ def read_sample(name: str) -> tuple[bytes, np.ndarray, np.ndarray]:
 
 def png_bytes(image: np.ndarray) -> bytes:
     return encode(".png", image)
+
+
+def crop(height: int = 40, width: int = 48) -> np.ndarray:
+    """A small RGB piece of a real micrograph: quick to segment, has nuclei in it."""
+    return read_sample("fluorescence_256x256")[1][:height, :width, :3].copy()
+
+
+GOOD = png_bytes(crop())  # a valid upload; its mask is 40×48
+
+
+def read_png(content: bytes) -> np.ndarray:
+    return cv2.imdecode(np.frombuffer(content, np.uint8), cv2.IMREAD_UNCHANGED)
+
+
+def upload(data: bytes, name: str = "x.png") -> dict[str, object]:
+    """Keyword arguments of client.post for a multipart upload of `data` as `name`."""
+    return {"files": {"file": (name, data, "application/octet-stream")}}
+
+
+def post(client, data: bytes, name: str = "x.png", **params: object) -> httpx.Response:
+    return client.post("/segment", params=params, **upload(data, name))
+
+
+def assert_serves(client) -> None:
+    """The process is still healthy: a good image is segmented right after."""
+    r = post(client, GOOD)
+    assert r.status_code == 200, r.text
+    assert read_png(r.content).shape == (40, 48)
 
 
 def write_kaggle_layout(root: Path, names: list[str] | None = None) -> Path:

@@ -62,6 +62,7 @@ def test_bad_dataset_path_is_one_line_error(tmp_path, make):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_smoke_train_export_evaluate(kaggle_dir, tmp_path, capsys):
     run_dir, model = tmp_path / "run", tmp_path / "model" / "smoke.onnx"
     report = tmp_path / "report.csv"
@@ -108,6 +109,7 @@ def test_smoke_train_export_evaluate(kaggle_dir, tmp_path, capsys):
     assert Segmenter(int8).segment(read_sample(SAMPLE_NAMES[0])[1]).max() >= 0
 
 
+@pytest.mark.slow
 def test_resume_continues_after_last_epoch(kaggle_dir, tmp_path):
     run_dir = tmp_path / "run"
     args = ["train", "--smoke", "--data", str(kaggle_dir), "--run-dir", str(run_dir)]

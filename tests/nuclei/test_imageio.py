@@ -1,9 +1,14 @@
-"""Decoding: header-first size checks, every supported kind, and clear refusals."""
+"""Decoding: header-first size checks, every supported kind, clear refusals, and fuzzed
+files that raise only ImageError."""
 
+import contextlib
+import tracemalloc
 
 import cv2
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from nuclei.imageio import (
     ImageError,
@@ -12,8 +17,10 @@ from nuclei.imageio import (
     decode_image,
     read_header,
 )
-from tests.conftest import png_bytes, read_sample
-from tests.payloads import bomb_png, tiff
+from nuclei.normalize import ChannelError, to_rgb
+from tests.conftest import crop, png_bytes, read_sample
+from tests.payloads import bomb_png, deflated_tiff, tiff
+from tests.payloads import encode as encoded
 
 
 def test_sample_decodes_as_rgba_in_rgb_order():
@@ -83,3 +90,44 @@ def test_zero_size_png_header():
 
 def test_one_pixel_image():
     assert decode_image(png_bytes(np.array([[200]], np.uint8))).shape == (1, 1)
+
+
+def test_tiff_samples_bomb_is_refused_before_decoding():
+    """1024×1024 px passes MAX_PIXELS, but 64 samples each make 64 MB from a 64 kB file:
+    refused from the header, so the decoder never allocates the array (numpy's allocations
+    show in tracemalloc)."""
+    data = deflated_tiff(1024, 1024, 64)
+    assert len(data) < 100_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(UnsupportedImageError, match="64-channel"):
+            decode_image(data, max_pixels=4096 * 4096)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 2**20
+
+
+# ---------------------------------------------------------------- fuzzing
+
+SEEDS = [encoded(ext, crop(12, 17)) for ext in (".png", ".jpg", ".bmp")] + [
+    tiff(crop(12, 17), photometric="rgb"), tiff(crop(12, 17), photometric="rgb", compression="zlib"),
+    tiff(crop(12, 17)[..., 0].astype(np.float32)), tiff(np.stack([crop(12, 17)[..., 0]] * 2)),
+    tiff(np.moveaxis(crop(12, 17), -1, 0), photometric="rgb", planarconfig="separate"),
+]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@given(seed=st.sampled_from(SEEDS),
+       edits=st.lists(st.tuples(st.integers(0, 2**16), st.integers(0, 255)), max_size=8),
+       cut=st.one_of(st.none(), st.integers(0, 2**16)))
+def test_mangled_image_bytes_raise_only_image_errors(seed, edits, cut):
+    """Bit-flipped or cut-off files: decoded, or refused with an ImageError (a 4xx), never a
+    crash that would be a 500 (tifffile and OpenCV raise many other kinds on their own)."""
+    data = bytearray(seed)
+    for pos, value in edits:
+        data[pos % len(data)] = value
+    if cut is not None:
+        data = data[: cut % (len(data) + 1)]
+    with contextlib.suppress(ImageError, ChannelError):
+        to_rgb(decode_image(bytes(data), max_pixels=4096 * 4096))

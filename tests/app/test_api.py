@@ -8,15 +8,7 @@ import pytest
 import tifffile
 
 from nuclei.rle import decode
-from tests.conftest import MODEL, SAMPLE_NAMES, make_client, png_bytes, read_sample
-
-
-def post(client, data: bytes, name: str = "image.png", **params):
-    return client.post("/segment", params=params, files={"file": (name, data, "application/octet-stream")})
-
-
-def read_png(content: bytes) -> np.ndarray:
-    return cv2.imdecode(np.frombuffer(content, np.uint8), cv2.IMREAD_UNCHANGED)
+from tests.conftest import SAMPLE_NAMES, make_client, png_bytes, post, read_png, read_sample
 
 
 @pytest.mark.parametrize("name", SAMPLE_NAMES)
@@ -55,7 +47,10 @@ def test_all_formats_agree_on_a_real_image(client, name):
     assert rows[1:] == [f"{name},{inst['rle']}" for inst in doc["instances"]]
 
 
-@pytest.mark.parametrize(("height", "width"), [(1, 1), (5, 3), (1040, 1388), (2048, 2048)])
+@pytest.mark.parametrize(("height", "width"), [
+    (1, 1), (5, 3),
+    pytest.param(1040, 1388, marks=pytest.mark.slow), pytest.param(2048, 2048, marks=pytest.mark.slow),
+])
 def test_output_keeps_input_size(client, height, width):
     _, image, _ = read_sample("fluorescence_520x696")
     reps = (-(-height // 520), -(-width // 696), 1)
@@ -126,11 +121,6 @@ def test_ready_is_503_before_model_loads():
     client = make_client()  # not entered: the lifespan has not loaded the model
     assert client.get("/ready").status_code == 503
     assert client.get("/health").status_code == 200
-
-
-def test_model_path_setting_is_used():
-    with make_client() as client:
-        assert client.get("/model").json()["file"] == MODEL.name
 
 
 @pytest.mark.parametrize(("spinning", "entry"), [(True, "1"), (False, "0")])

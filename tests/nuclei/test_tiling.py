@@ -34,6 +34,7 @@ def test_tiled_equals_untiled_away_from_padding():
 # few pixels by the seams move a little (model 1.3.0: 99.9th percentile 0.002 float32 / 0.008
 # INT8, largest 0.06 / 0.09). Tiles with 32 px of overlap or none move them by 0.7–0.9 and
 # the 99.9th percentile past 0.05.
+@pytest.mark.slow
 @pytest.mark.parametrize(("model", "p999"), [(FLOAT_MODEL, 0.01), (MODEL, 0.02)], ids=["float32", "int8"])
 def test_real_model_tiled_matches_whole_image(model, p999):
     segmenter = Segmenter(model)
