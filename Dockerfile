@@ -22,15 +22,18 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 # The project and its runtime dependencies only: no [train] (TensorFlow) and no [dev] extras.
 # Dependencies first, with an empty package, in a layer that stays cached until
-# pyproject.toml changes; then the real app/ on top, without touching the dependencies.
+# pyproject.toml changes; then the real packages on top, without touching the dependencies:
+# the core library (nuclei/) and the service (app/). Not training/, batch/ or bench/:
+# packages.find installs only the packages copied here.
 RUN mkdir app && touch app/__init__.py \
     && pip install . \
     && rm -r app
+COPY nuclei/ nuclei/
 COPY app/ app/
 RUN pip install --no-deps --force-reinstall .
-# Trim what the service never runs: the training entry point (its package is not installed),
-# the test suites some wheels ship (numpy's), and pip/setuptools themselves.
-RUN rm -f /opt/venv/bin/nuclei-train \
+# Trim what the service never runs: the training and batch entry points (their packages are
+# not installed), the test suites some wheels ship (numpy's), and pip/setuptools themselves.
+RUN rm -f /opt/venv/bin/nuclei-train /opt/venv/bin/nuclei-batch /opt/venv/bin/nuclei-client \
     && find /opt/venv -depth -type d -name tests -exec rm -rf {} + \
     && find /opt/venv -name conftest.py -delete \
     && pip uninstall --yes setuptools \
@@ -38,7 +41,7 @@ RUN rm -f /opt/venv/bin/nuclei-train \
     && python -m compileall -q /opt/venv/lib
 # Fail the build, not the deployment: the service imports from the venv, TensorFlow does not.
 RUN cd / \
-    && python -c "import app.main, onnxruntime, cv2, numpy, tifffile, python_multipart, uvicorn" \
+    && python -c "import app.main, nuclei.pipeline, onnxruntime, cv2, numpy, tifffile, python_multipart, uvicorn" \
     && ! python -c "import tensorflow" 2>/dev/null
 
 # ---------------------------------------------------------------------------- runtime
