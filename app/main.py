@@ -1,28 +1,131 @@
-"""create_app(): builds the app and mounts the routes; the lifespan loads the model."""
+"""create_app(): builds the app and mounts the routes; the lifespan loads the model. Also
+the OpenAPI document (version and examples from the package and the model it serves) and
+the /docs and /redoc pages, whose scripts and styles the app serves itself: they work
+without internet."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
 
-from fastapi import FastAPI
+import fastapi_offline
+from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 
 from app.admission import Admission
 from app.api import install_error_handlers, router
 from app.config import Settings
 from app.middleware import BodySizeLimit
+from app.schemas import other_examples, segment_examples
 from app.telemetry import Metrics, TelemetryMiddleware
+from nuclei import card as cards
+from nuclei.card import CardError, ModelCard
 from nuclei.segmenter import Segmenter
 
 log = logging.getLogger("app")
+# Response headers a browser script on another origin may read (provenance, count, plane).
+EXPOSED_HEADERS = ("X-Nuclei-Count", "X-Model-Name", "X-Model-Version", "X-Model-Sha256", "X-Image-Plane",
+                   "Retry-After", "Content-Disposition")
 
 DESCRIPTION = """
 Upload a microscope image, get its nuclei back: as a mask (`format=png`), a 16-bit label
 image (`labels`), run-length encoding with one record per nucleus (`rle`), or a Kaggle
 DSB2018 submission (`csv`). Images keep their resolution: inference tiles with overlap.
 """
+PACKAGE = "nuclei-segmentation"
+# Swagger UI (Apache-2.0) and ReDoc (MIT) as the fastapi-offline package ships them.
+DOCS_ASSETS = Path(fastapi_offline.__file__).resolve().parent / "static"
+DOCS_STATIC = "/static/docs"
+
+
+def package_version() -> str:
+    try:
+        return version(PACKAGE)
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "0+unknown"
+
+
+def describe(card: ModelCard | None) -> str:
+    if card is None:
+        return DESCRIPTION + "\nThe model served: `GET /model`.\n"
+    return DESCRIPTION + (
+        f"\nModel: **{card.name} {card.version}** (sha256 `{card.sha256[:12]}…`); "
+        "its card: `GET /model`.\n")
+
+
+def card_of(settings: Settings) -> ModelCard | None:
+    """The card of the model the lifespan will load, for the OpenAPI document before then;
+    None when it cannot be read (the lifespan then fails with the reason)."""
+    try:
+        return cards.parse(cards.card_path(settings.model_path))
+    except (CardError, OSError):
+        return None
+
+
+def install_openapi(app: FastAPI, settings: Settings, card: ModelCard | None) -> None:
+    """`app.openapi()` describes the model being served: the loaded one once the lifespan
+    has run, else the card at `settings.model_path`. Errors and formats get examples."""
+    built: dict[str, Any] = {}
+
+    def openapi() -> dict[str, Any]:
+        segmenter = getattr(app.state, "segmenter", None)
+        current = segmenter.card if segmenter is not None else card
+        if app.openapi_schema is None or built.get("card") is not current:
+            spec = get_openapi(title=app.title, version=app.version, description=describe(current),
+                               routes=app.routes)
+            if current is not None:
+                spec["info"]["x-model"] = current.info
+            model = current.info if current is not None else {
+                "name": "nuclei-unet", "version": "see GET /model", "sha256": "see GET /model"}
+            add_examples(spec, "/segment", "post", segment_examples(settings, model))
+            for (path, method), examples in other_examples().items():
+                add_examples(spec, path, method, examples)
+            app.openapi_schema, built["card"] = spec, current
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def add_examples(spec: dict[str, Any], path: str, method: str,
+                 examples: dict[str, dict[str, Any]]) -> None:
+    responses = spec["paths"][path][method]["responses"]
+    for status, content in examples.items():
+        for media_type, entry in content.items():
+            responses[status].setdefault("content", {}).setdefault(media_type, {}).update(entry)
+
+
+def install_docs(app: FastAPI) -> None:
+    """/docs (Swagger UI) and /redoc with every script, style and icon served from
+    DOCS_STATIC: FastAPI's default pages load them from a CDN, blank without internet."""
+    app.mount(DOCS_STATIC, StaticFiles(directory=DOCS_ASSETS), name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "").rstrip("/")
+        return get_swagger_ui_html(
+            openapi_url=root + "/openapi.json", title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{root}{DOCS_STATIC}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_STATIC}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_STATIC}/favicon.png",
+            oauth2_redirect_url=None,  # bearer tokens only: no OAuth2 flow to return from
+            # no badge that sends the document to swagger.io's online validator
+            swagger_ui_parameters={"validatorUrl": None})
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "").rstrip("/")
+        return get_redoc_html(
+            openapi_url=root + "/openapi.json", title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{root}{DOCS_STATIC}/redoc.standalone.js",
+            redoc_favicon_url=f"{root}{DOCS_STATIC}/favicon.png", with_google_fonts=False)
 
 
 def load_segmenter(settings: Settings) -> Segmenter:
@@ -47,8 +150,8 @@ def create_app(settings: Settings | None = None, segmenter: Segmenter | None = N
         yield
         app.state.ready = False
 
-    app = FastAPI(title="Nuclei segmentation", version="1.0.0", description=DESCRIPTION,
-                  lifespan=lifespan)
+    app = FastAPI(title="Nuclei segmentation", version=package_version(), description=DESCRIPTION,
+                  lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.state.ready = False
     app.state.metrics = Metrics()
@@ -56,9 +159,12 @@ def create_app(settings: Settings | None = None, segmenter: Segmenter | None = N
         settings.queue_depth, settings.inference_workers, settings.request_timeout_s)
     app.include_router(router)
     install_error_handlers(app)
+    install_openapi(app, settings, preloaded.card if preloaded is not None else card_of(settings))
+    install_docs(app)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
-                           allow_methods=["GET", "POST"], allow_headers=["Authorization"])
+                           allow_methods=["GET", "POST"], allow_headers=["Authorization"],
+                           expose_headers=list(EXPOSED_HEADERS))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     app.add_middleware(TelemetryMiddleware, metrics=app.state.metrics)
     return app

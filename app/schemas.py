@@ -1,0 +1,183 @@
+"""The API's response schemas, the error details the app sends, and the examples that the
+OpenAPI document shows for them. The examples are built per app, from its settings (the
+limits in the messages) and the model it serves, so they show what that service answers:
+each output format's example is rendered by the real pipeline."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from app.config import Settings
+from nuclei.encode import MEDIA_TYPES, OutputFormat
+from nuclei.imageio import encode_png
+from nuclei.pipeline import segment_bytes
+
+log = logging.getLogger("app")
+
+# What each format is, for the route's documentation; a format missing here is still listed.
+FORMATS = {
+    "png": "single-channel 0/255 mask, same size as the input",
+    "labels": "16-bit PNG, 0 background and 1..N one per nucleus",
+    "rle": "JSON: the DSB2018 run-length encoding (1-based pixel numbers, column-major: top to "
+           "bottom, then left to right; `start length` pairs) of the mask and of each nucleus",
+    "csv": "Kaggle submission, `ImageId,EncodedPixels`, one row per nucleus",
+    "geojson": "GeoJSON FeatureCollection, one polygon per nucleus in pixel coordinates (QuPath imports it)",
+    "measurements": "CSV, one row per nucleus with its measurements",
+}
+# Schemas of the media types that are not application/json (that one is SegmentationRLE).
+MEDIA_SCHEMAS = {
+    "image/png": {"type": "string", "format": "binary"},
+    "text/csv": {"type": "string"},
+    "application/geo+json": {"type": "object", "description": "GeoJSON FeatureCollection"},
+}
+
+
+def describe_format(fmt: OutputFormat) -> str:
+    return FORMATS.get(fmt.value, f"media type {MEDIA_TYPES[fmt]}")
+
+
+def format_choices() -> str:
+    """The formats as pydantic's enum error lists them: 'a', 'b' or 'c'."""
+    names = [f"'{f.value}'" for f in OutputFormat]
+    return " or ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else names[0]
+
+
+class Health(BaseModel):
+    status: str = Field(examples=["ok"])
+
+
+class ModelInfo(BaseModel):
+    name: str = Field(description="the model card's name")
+    version: str = Field(description="the model card's version")
+    sha256: str = Field(description="sha256 of the ONNX file")
+
+
+class Instance(BaseModel):
+    id: int = Field(description="label of this nucleus in format=labels (1..N)")
+    rle: str = Field(description="DSB2018 run-length encoding of this nucleus")
+    area: int = Field(description="pixels")
+    bbox: list[int] = Field(description="[x, y, width, height]")
+    centroid: list[float] = Field(description="[x, y]")
+
+
+class SegmentationRLE(BaseModel):
+    width: int
+    height: int
+    count: int = Field(description="number of nuclei")
+    mask_rle: str = Field(description="RLE of the union of all nuclei (the format=png mask)")
+    instances: list[Instance]
+    model: ModelInfo
+
+
+class Limits(BaseModel):
+    """What a client needs to stay within the server: the web page sizes its concurrency by it."""
+
+    queue_depth: int = Field(description="requests admitted at once; more get 503")
+    max_upload_bytes: int
+    max_pixels: int
+    api_key_required: bool
+
+
+class ErrorBody(BaseModel):
+    detail: str = Field(description="what went wrong, in one sentence a person can act on")
+
+
+# Details the app's own handlers send (app.api); the examples below quote them.
+BUSY = "server busy: too many images in progress; retry shortly"
+NOT_LOADED = "model not loaded yet"  # app.deps and /ready
+UNAUTHORIZED = "missing or wrong API key: send 'Authorization: Bearer <key>'"  # app.deps
+
+
+def timeout_detail(limit_s: float) -> str:
+    return f"segmentation took longer than the {limit_s:g} s limit"
+
+
+def upload_detail(max_bytes: int) -> str:  # app.middleware.BodySizeLimit
+    return f"upload larger than the limit of {max_bytes} bytes"
+
+
+class _OneNucleus:
+    """Stands in for the Segmenter: 'finds' one 2×2 nucleus, so that the real pipeline renders
+    each format's example from a 4×3 image."""
+
+    def __init__(self, info: dict[str, str]) -> None:
+        self.info = info
+
+    def segment(self, image: np.ndarray, threshold: float | None = None) -> np.ndarray:
+        labels = np.zeros(image.shape[:2], np.int32)
+        labels[1:3, 1:3] = 1
+        return labels
+
+
+EXAMPLE_IMAGE = np.array([[10, 10, 10, 10], [10, 200, 220, 10], [10, 210, 230, 10]], np.uint8)
+
+
+def format_example(fmt: OutputFormat, model: dict[str, str]) -> dict[str, Any]:
+    example: dict[str, Any] = {"summary": f"format={fmt.value}", "description": describe_format(fmt)}
+    media_type = MEDIA_TYPES[fmt]
+    if media_type.startswith("image/"):
+        return example  # binary: described, not shown
+    try:
+        body = segment_bytes(_OneNucleus(model), encode_png(EXAMPLE_IMAGE), output_format=fmt,
+                             filename="my_image.png", max_pixels=EXAMPLE_IMAGE.size).body
+        example["value"] = json.loads(body) if media_type.endswith("json") else body.decode()
+    except Exception:  # a broken example must not take the API's description down with it
+        log.exception("cannot render the OpenAPI example of format=%s", fmt.value)
+    return example
+
+
+def format_examples(model: dict[str, str]) -> dict[str, Any]:
+    """Media type → examples, one per output format, as a 4×3 upload named my_image.png with
+    one 2×2 nucleus comes back."""
+    content: dict[str, Any] = {}
+    for fmt in OutputFormat:
+        examples = content.setdefault(MEDIA_TYPES[fmt], {"examples": {}})["examples"]
+        examples[fmt.value] = format_example(fmt, model)
+    return content
+
+
+def _examples(**details: str) -> dict[str, Any]:
+    return {"application/json": {"examples": {
+        name: {"summary": detail, "value": {"detail": detail}} for name, detail in details.items()}}}
+
+
+def segment_examples(settings: Settings, model: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Status → content with examples, for POST /segment: one per output format for 200, and
+    for each error status the details the app sends, with this app's limits in them."""
+    side = int(settings.max_pixels**0.5) + 1
+    return {
+        "200": format_examples(model),
+        "400": _examples(
+            empty="the uploaded file is empty",
+            corrupt="the PNG data is truncated or corrupt",
+            truncated="the JPEG file is truncated (no end marker)"),
+        "401": _examples(unauthorized=UNAUTHORIZED),
+        "413": _examples(
+            upload=upload_detail(settings.max_upload_bytes),
+            pixels=f"image is {side}×{side} = {side * side} pixels; the limit is {settings.max_pixels} pixels"),
+        "415": _examples(
+            unknown="unrecognised file type: upload a PNG, JPEG, TIFF or BMP image",
+            gif="GIF is not supported: upload a PNG, JPEG, TIFF or BMP image",
+            channels="5-channel images are not supported (grey, RGB or RGBA only)"),
+        "422": _examples(
+            threshold="threshold: Input should be less than or equal to 1",
+            format=f"format: Input should be {format_choices()}",
+            file="file: Field required",
+            labels="70000 nuclei do not fit a 16-bit label image; use format=rle"),
+        "503": _examples(busy=BUSY, loading=NOT_LOADED),
+        "504": _examples(timeout=timeout_detail(settings.request_timeout_s)),
+    }
+
+
+def other_examples() -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
+    """(path, method) → status → content with examples, for the other routes' errors."""
+    return {
+        ("/ready", "get"): {"503": _examples(loading=NOT_LOADED)},
+        ("/model", "get"): {"401": _examples(unauthorized=UNAUTHORIZED),
+                            "503": _examples(loading=NOT_LOADED)},
+    }
