@@ -1,9 +1,12 @@
-"""Instance labels → the bodies of each output format: mask PNG, label PNG, RLE JSON, Kaggle CSV."""
+"""Instance labels → the body of each output format: mask PNG, label PNG, RLE JSON, Kaggle
+CSV, QuPath GeoJSON and a measurements table."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
-import re
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
@@ -11,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from nuclei.imageio import encode_png
+from nuclei.measure import COLUMNS, measure
 from nuclei.rle import encode, nuclei, submission_csv
 
 
@@ -19,6 +23,8 @@ class OutputFormat(StrEnum):
     labels = "labels"
     rle = "rle"
     csv = "csv"
+    geojson = "geojson"
+    measurements = "measurements"
 
 
 MEDIA_TYPES = {
@@ -26,7 +32,27 @@ MEDIA_TYPES = {
     OutputFormat.labels: "image/png",
     OutputFormat.rle: "application/json",
     OutputFormat.csv: "text/csv",
+    OutputFormat.geojson: "application/geo+json",
+    OutputFormat.measurements: "text/csv",
 }
+MICRON_COLUMNS = {"area_um2": ("area", 2), "perimeter_um": ("perimeter", 1),
+                  "equivalent_diameter_um": ("equivalent_diameter", 1)}
+"""Added when the pixel size is known: column → (pixel column, power of the pixel size)."""
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """One segmented image and what its outputs need beside the labels."""
+
+    labels: np.ndarray
+    image: np.ndarray  # the decoded plane, for intensities
+    info: dict[str, str]  # the model: `ModelCard.info`
+    filename: str | None = None
+    pixel_size_um: float | None = None
+
+    @property
+    def count(self) -> int:
+        return int(self.labels.max(initial=0))
 MAX_LABELS_PNG = 65535
 
 
@@ -63,25 +89,50 @@ def rle_document(labels: np.ndarray, info: dict[str, str]) -> dict[str, Any]:
     }
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def image_id(filename: str | None) -> str:
-    """The upload's name without folders or extension, reduced to one clean CSV field."""
+    """The upload's name without folders or extension, kept as it is, except that a leading
+    = + - @ is neutralised with a quote so a spreadsheet never runs it as a formula."""
     name = PureWindowsPath(PurePosixPath(filename or "").name).name
     stem = name.rsplit(".", 1)[0] if "." in name.lstrip(".") else name
-    clean = re.sub(r"[^\w.-]+", "_", stem).strip("._")
-    return clean[:128] or "image"
+    stem = stem or "image"
+    return "'" + stem if stem.startswith(FORMULA_STARTS) else stem
 
 
-def csv_body(labels: np.ndarray, filename: str | None) -> str:
-    return submission_csv(image_id(filename), nuclei(labels))
+def measurements_rows(seg: Segmentation) -> list[dict[str, Any]]:
+    rows = measure(seg.labels, seg.image)
+    if seg.pixel_size_um:
+        for row in rows:
+            for column, (source, power) in MICRON_COLUMNS.items():
+                row[column] = round(row[source] * seg.pixel_size_um**power, 4)
+    return rows
 
 
-def render(labels: np.ndarray, output_format: OutputFormat, filename: str | None,
-           info: dict[str, str]) -> bytes:
-    """The body of one output format; `info` names the model (`ModelCard.info`)."""
+def measurements_csv(seg: Segmentation) -> str:
+    """One row per nucleus; `id` is its value in format=labels."""
+    columns = list(COLUMNS) + (list(MICRON_COLUMNS) if seg.pixel_size_um else [])
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(measurements_rows(seg))
+    return buf.getvalue()
+
+
+def render(seg: Segmentation, output_format: OutputFormat) -> bytes:
+    """The body of one output format."""
+    labels = seg.labels
     if output_format is OutputFormat.png:
         return mask_png(labels)
     if output_format is OutputFormat.labels:
         return labels_png(labels)
     if output_format is OutputFormat.rle:
-        return json.dumps(rle_document(labels, info), separators=(",", ":")).encode()
-    return csv_body(labels, filename).encode()
+        return json.dumps(rle_document(labels, seg.info), separators=(",", ":")).encode()
+    if output_format is OutputFormat.measurements:
+        return measurements_csv(seg).encode()
+    if output_format is OutputFormat.geojson:
+        from nuclei import geojson
+
+        return geojson.dumps(geojson.feature_collection(labels, measurements_rows(seg))).encode()
+    return submission_csv(image_id(seg.filename), nuclei(labels)).encode()

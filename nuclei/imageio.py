@@ -6,12 +6,13 @@ pixel is allocated: a 50 kB PNG can claim 100000×100000 pixels.
 
 from __future__ import annotations
 
-import io
 import struct
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from nuclei import tiff
 
 
 class ImageError(ValueError):
@@ -26,11 +27,32 @@ class ImageTooLargeError(ImageError):
     """An image whose header claims more pixels than allowed (HTTP 413)."""
 
 
+class PlaneError(ValueError):
+    """A page or channel that the image does not have (HTTP 422)."""
+
+
 @dataclass(frozen=True)
 class ImageHeader:
     container: str  # png, jpeg, tiff or bmp: how the upload is packed, not the output format
     width: int
     height: int
+    pages: int = 1
+
+
+@dataclass(frozen=True)
+class Plane:
+    """Which 2-D plane of the upload was segmented, and its pixel size when the file says."""
+
+    page: int = 0
+    pages: int = 1
+    channel: int | None = None  # None: all channels (grey or colour, as normalisation reads them)
+    channels: int = 1
+    pixel_size_um: float | None = None
+
+    def describe(self) -> str:
+        """The X-Image-Plane header: `page=0/3; channel=all/2` (index / count)."""
+        channel = "all" if self.channel is None else str(self.channel)
+        return f"page={self.page}/{self.pages}; channel={channel}/{self.channels}"
 
 
 def sniff_container(data: bytes) -> str:
@@ -52,20 +74,26 @@ def sniff_container(data: bytes) -> str:
     )
 
 
-def read_header(data: bytes) -> ImageHeader:
-    """Width and height from the header alone, without decoding pixels."""
+def read_header(data: bytes, page: int = 0) -> ImageHeader:
+    """Width and height (of `page`, in a TIFF) from the header alone, without decoding pixels."""
     container = sniff_container(data)
     if container == "gif":
         raise UnsupportedImageError("GIF is not supported: upload a PNG, JPEG, TIFF or BMP image")
+    if container != "tiff" and page != 0:
+        raise PlaneError(f"page={page} is out of range: a {container.upper()} file has one page (0)")
+    pages = 1
     try:
-        width, height = _HEADER_READERS[container](data)
-    except ImageError:
+        if container == "tiff":
+            width, height, pages = _tiff_size(data, page)
+        else:
+            width, height = _HEADER_READERS[container](data)
+    except (ImageError, PlaneError):
         raise
     except (struct.error, IndexError, ValueError) as exc:
         raise ImageError(f"the {container.upper()} header is truncated or corrupt") from exc
     if width <= 0 or height <= 0:
         raise ImageError(f"the {container.upper()} header claims an empty image ({width}×{height})")
-    return ImageHeader(container, width, height)
+    return ImageHeader(container, width, height, pages)
 
 
 def _png_size(data: bytes) -> tuple[int, int]:
@@ -101,15 +129,11 @@ def _bmp_size(data: bytes) -> tuple[int, int]:
     return width, abs(height)
 
 
-def _tiff_size(data: bytes) -> tuple[int, int]:
-    import tifffile  # only TIFF needs it; its page header is read without the pixels
-
+def _tiff_size(data: bytes, page: int) -> tuple[int, int, int]:
     try:
-        with tifffile.TiffFile(io.BytesIO(data)) as tif:
-            page = tif.pages.first
-            width, height = int(page.imagewidth), int(page.imagelength)
-            samples, depth = int(page.samplesperpixel), int(page.imagedepth)
-            sample_bytes = page.dtype.itemsize if page.dtype is not None else 0
+        width, height, pages, samples, depth, sample_bytes = tiff.page_header(data, page)
+    except tiff.TiffPageError as exc:
+        raise PlaneError(str(exc)) from exc
     except Exception as exc:  # a corrupt IFD can raise TypeError, KeyError…, not only TiffFileError
         raise ValueError(f"unreadable TIFF header: {exc}") from exc
     # Refused here, not after decoding: 512 deflated samples per pixel fit a 1024×1024 page
@@ -120,15 +144,18 @@ def _tiff_size(data: bytes) -> tuple[int, int]:
         raise UnsupportedImageError(f"volumetric TIFF pages ({depth} planes deep) are not supported")
     if sample_bytes > 8:
         raise UnsupportedImageError(f"TIFF samples of {sample_bytes} bytes are not supported (at most 64-bit)")
-    return width, height
+    return width, height, pages
 
 
-_HEADER_READERS = {"png": _png_size, "jpeg": _jpeg_size, "bmp": _bmp_size, "tiff": _tiff_size}
+_HEADER_READERS = {"png": _png_size, "jpeg": _jpeg_size, "bmp": _bmp_size}
 
 
-def decode_image(data: bytes, max_pixels: int | None = None) -> np.ndarray:
-    """File bytes → HxW or HxWxC array (RGB order, original dtype), size-checked first."""
-    header = read_header(data)
+def decode_plane(
+    data: bytes, max_pixels: int | None = None, page: int = 0, channel: int | None = None
+) -> tuple[np.ndarray, Plane]:
+    """File bytes → one plane as HxW or HxWxC (RGB order, original dtype), size-checked first:
+    `page` of a multi-page TIFF, and `channel` alone (HxW) when given."""
+    header = read_header(data, page)
     pixels = header.width * header.height
     if max_pixels is not None and pixels > max_pixels:
         raise ImageTooLargeError(
@@ -137,12 +164,27 @@ def decode_image(data: bytes, max_pixels: int | None = None) -> np.ndarray:
         )
     if not _complete(header.container, data):
         raise ImageError(f"the {header.container.upper()} file is truncated (no end marker)")
-    image = _decode_tiff(data) if header.container == "tiff" else _decode_cv2(data)
+    pixel_size = None
+    if header.container == "tiff":
+        image, pixel_size = _decode_tiff(data, page)
+    else:
+        image = _decode_cv2(data)
     if image is None or image.size == 0:
         raise ImageError(f"the {header.container.upper()} data is truncated or corrupt")
     if image.shape[:2] != (header.height, header.width):
         raise ImageError("the image data does not match its header")
-    return image
+    channels = image.shape[2] if image.ndim == 3 else 1
+    if channel is not None:
+        if not 0 <= channel < channels:
+            raise PlaneError(f"channel={channel} is out of range: the image has {channels} channel(s) "
+                             f"(0..{channels - 1})")
+        image = image[..., channel] if image.ndim == 3 else image
+    return image, Plane(page, header.pages, channel, channels, pixel_size)
+
+
+def decode_image(data: bytes, max_pixels: int | None = None) -> np.ndarray:
+    """File bytes → HxW or HxWxC array (RGB order, original dtype) of the first plane."""
+    return decode_plane(data, max_pixels)[0]
 
 
 def _complete(container: str, data: bytes) -> bool:
@@ -166,26 +208,19 @@ def _decode_cv2(data: bytes) -> np.ndarray | None:
     return image
 
 
-def _decode_tiff(data: bytes) -> np.ndarray | None:
-    """TIFF through tifffile (16-bit, float, multi-sample and planar pages that OpenCV
-    mangles); compressions tifffile cannot read without extra codecs go to OpenCV."""
-    import tifffile
-
+def _decode_tiff(data: bytes, page: int) -> tuple[np.ndarray | None, float | None]:
+    """A TIFF page through `nuclei.tiff`; compressions tifffile cannot read without extra
+    codecs go to OpenCV (first page only)."""
     try:
-        with tifffile.TiffFile(io.BytesIO(data)) as tif:
-            page = tif.pages.first
-            image = page.asarray()
-            planar = page.planarconfig == tifffile.PLANARCONFIG.SEPARATE
+        image, pixel_size = tiff.read_page(data, page)
     except Exception as exc:  # tifffile raises many kinds for corrupt files
-        image = _decode_cv2(data)
+        image = _decode_cv2(data) if page == 0 else None
         if image is None:
             raise ImageError(f"the TIFF data is truncated or corrupt ({exc})") from exc
-        return image
-    if planar and image.ndim == 3:
-        image = np.moveaxis(image, 0, -1)  # samples first → interleaved
+        return image, None
     if image.ndim > 3:
         raise UnsupportedImageError(f"TIFF pages of shape {image.shape} are not supported")
-    return image
+    return image, pixel_size
 
 
 def encode_png(image: np.ndarray) -> bytes:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nuclei.encode import MEDIA_TYPES, OutputFormat, render
-from nuclei.imageio import decode_image
+from nuclei.encode import MEDIA_TYPES, OutputFormat, Segmentation, render
+from nuclei.imageio import Plane, decode_plane
 from nuclei.segmenter import Segmenter
 
 
@@ -17,6 +17,7 @@ class Result:
     height: int
     width: int
     count: int
+    plane: Plane
 
 
 def segment_bytes(
@@ -27,8 +28,13 @@ def segment_bytes(
     filename: str | None,
     max_pixels: int,
     threshold: float | None = None,
+    page: int = 0,
+    channel: int | None = None,
+    pixel_size_um: float | None = None,
 ) -> Result:
-    image = decode_image(data, max_pixels=max_pixels)
+    """`pixel_size_um` overrides the TIFF's resolution tags for the µm measurements."""
+    image, plane = decode_plane(data, max_pixels=max_pixels, page=page, channel=channel)
     labels = segmenter.segment(image, threshold)
-    body = render(labels, output_format, filename, segmenter.info)
-    return Result(body, MEDIA_TYPES[output_format], labels.shape[0], labels.shape[1], int(labels.max(initial=0)))
+    seg = Segmentation(labels, image, segmenter.info, filename, pixel_size_um or plane.pixel_size_um)
+    body = render(seg, output_format)
+    return Result(body, MEDIA_TYPES[output_format], labels.shape[0], labels.shape[1], seg.count, plane)

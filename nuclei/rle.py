@@ -117,9 +117,12 @@ def _group_by_label(
 
 
 def submission_csv(image_id: str, instances: list[Nucleus]) -> str:
-    """A Kaggle DSB2018 submission: `ImageId,EncodedPixels`, one row per nucleus."""
+    """A Kaggle DSB2018 submission: `ImageId,EncodedPixels`, one row per nucleus, quoted as
+    RFC 4180 asks; an image without nuclei gets one row with empty EncodedPixels."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["ImageId", "EncodedPixels"])
     writer.writerows([image_id, n.rle] for n in instances)
+    if not instances:
+        writer.writerow([image_id, ""])
     return buf.getvalue()
