@@ -27,6 +27,8 @@ serve: $(VENV)/.serve
 	$(BIN)/python -m app
 
 test: $(VENV)/.dev
+	@test -x /usr/bin/chromium || { test "$$(id -u)" = 0 && apt-get update -qq && apt-get install -y -qq chromium; } \
+		|| echo "make test: /usr/bin/chromium missing and not root: the browser tests will fail (sudo apt-get install -y chromium)"
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 

@@ -20,6 +20,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
+from app import webpage
 from app.admission import Admission
 from app.api import install_error_handlers, router
 from app.config import Settings
@@ -158,6 +159,7 @@ def create_app(settings: Settings | None = None, segmenter: Segmenter | None = N
     app.state.admission = Admission(
         settings.queue_depth, settings.inference_workers, settings.request_timeout_s)
     app.include_router(router)
+    app.include_router(webpage.router)
     install_error_handlers(app)
     install_openapi(app, settings, preloaded.card if preloaded is not None else card_of(settings))
     install_docs(app)

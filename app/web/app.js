@@ -1,0 +1,541 @@
+// The web page's logic: queue the chosen images, send each to the API (format=geojson for
+// outlines and measurements, format=labels for the label image) with at most
+// min(queue depth, 4) requests in flight, retry 503 after Retry-After, show one image at a
+// time, and pack every result into one zip (makeZip: zip.js). Plain browser JavaScript.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const COLUMNS = ["id", "area", "perimeter", "centroid_x", "centroid_y", "bbox_x", "bbox_y",
+  "bbox_width", "bbox_height", "equivalent_diameter", "eccentricity", "solidity",
+  "mean_intensity", "integrated_intensity", "touches_border"];
+const IMAGE_FILE = /\.(png|jpe?g|tiff?|bmp)$/i;
+const MAX_WORKERS = 4;
+const MAX_RETRIES = 30;
+const WHY = {
+  400: "Could not read this image",
+  401: "This server needs an API key: enter it above, then choose “Retry failed images”",
+  413: "Too large for this server",
+  415: "Not an image type the service reads",
+  422: "The server refused the request",
+  503: "The server stayed busy; try again later",
+  504: "It took too long on the server",
+};
+
+const state = {
+  items: [],
+  limits: { queue_depth: 1, max_upload_bytes: Infinity, max_pixels: Infinity, api_key_required: false },
+  running: 0,
+  run: null, // {start, end, base}: timing of the current run, for the rate
+  shown: null, // the item on display
+  view: null, // {bitmap, width, height} of the item on display
+  zoom: 0, // log2 of the scale
+  sort: { key: "id", dir: 1 },
+  selected: null, // nucleus id highlighted from the table
+  limitsLoaded: null, // a promise: no request before the queue depth is known
+};
+
+class Failure extends Error {
+  constructor(status, detail) {
+    super(status in WHY ? `${WHY[status]}: ${detail}` : detail);
+    this.status = status;
+  }
+}
+
+// ---- helpers ----------------------------------------------------------------------------
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function formatBytes(n) {
+  if (n >= 2 ** 20) return `${(n / 2 ** 20).toFixed(1)} MB`;
+  return n >= 1024 ? `${(n / 1024).toFixed(0)} kB` : `${n} bytes`;
+}
+
+function formatValue(v) {
+  if (v === null || v === undefined) return "";
+  if (typeof v === "boolean") return v ? "yes" : "no";
+  if (typeof v === "number" && !Number.isInteger(v)) return v.toFixed(2);
+  return String(v);
+}
+
+/** One CSV field; text that a spreadsheet would run as a formula (=, +, -, @) gets a quote. */
+function csvField(v) {
+  let s = v === null || v === undefined ? "" : String(v);
+  if (typeof v === "string" && /^[=+\-@\t\r]/.test(s)) s = `'${s}`;
+  return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+const csvLine = (values) => values.map(csvField).join(",") + "\n";
+
+/** The image's path without its extension: folder/name for folder/name.tif. */
+const stemOf = (path) => path.replace(/\.[^./]*$/, "");
+
+/** Width and height from a PNG's IHDR chunk (the label image). */
+async function pngSize(blob) {
+  const head = new DataView(await blob.slice(0, 24).arrayBuffer());
+  return [head.getUint32(16), head.getUint32(20)];
+}
+
+/** Seconds to wait from a Retry-After header: a number of seconds or an HTTP date. */
+function retryAfter(header) {
+  const seconds = Number(header);
+  if (header && Number.isFinite(seconds)) return Math.min(Math.max(seconds, 0.5), 60);
+  const date = Date.parse(header || "");
+  return Number.isNaN(date) ? 1 : Math.min(Math.max((date - Date.now()) / 1000, 0.5), 60);
+}
+
+/** Nucleus measurements of a GeoJSON feature: QuPath writes them as an object or as a list. */
+function measurementsOf(feature) {
+  const m = (feature.properties || {}).measurements || {};
+  return Array.isArray(m) ? Object.fromEntries(m.map((e) => [e.name, e.value])) : m;
+}
+
+function columnsOf(rows) {
+  const seen = new Set(rows.flatMap((r) => Object.keys(r)));
+  return [...COLUMNS.filter((c) => seen.has(c)), ...[...seen].filter((c) => !COLUMNS.includes(c))];
+}
+
+/** The table as format=measurements writes it (GeoJSON measurements are numbers only:
+ * touches_border is 0/1 there, True/False in the CSV; a missing value is an empty field). */
+function measurementsCsv(geojson) {
+  const rows = geojson.features.map(measurementsOf);
+  const columns = rows.length ? columnsOf(rows) : COLUMNS;
+  const cell = (r, c) => (c === "touches_border" && typeof r[c] === "number" ? (r[c] ? "True" : "False") : r[c]);
+  return csvLine(columns) + rows.map((r) => csvLine(columns.map((c) => cell(r, c)))).join("");
+}
+
+function saveBlob(blob, name) {
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(blob);
+  a.download = name;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(a.href), 60000);
+}
+
+// ---- talking to the server --------------------------------------------------------------
+
+async function loadLimits() {
+  try {
+    const response = await fetch("limits");
+    if (response.ok) Object.assign(state.limits, await response.json());
+  } catch {
+    // an older server without /limits: one request at a time, limits found by trying
+  }
+  const { max_upload_bytes: bytes, max_pixels: pixels } = state.limits;
+  if (Number.isFinite(bytes) && Number.isFinite(pixels)) {
+    const side = Math.floor(Math.sqrt(pixels));
+    $("limits").textContent = `Up to ${formatBytes(bytes)} and ${pixels.toLocaleString("en")} pixels ` +
+      `(${side} × ${side}) per image.`;
+  }
+  if (state.limits.api_key_required) $("key-row").hidden = false;
+}
+
+async function errorDetail(response) {
+  try {
+    const body = await response.json();
+    return typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail);
+  } catch {
+    return `HTTP ${response.status} ${response.statusText}`.trim();
+  }
+}
+
+/** POST the item's file for one format; 503 is retried after Retry-After. */
+async function segment(item, format) {
+  const params = new URLSearchParams({ format });
+  const threshold = $("threshold").value.trim();
+  if (threshold) params.set("threshold", threshold);
+  for (let attempt = 0; ; attempt++) {
+    const body = new FormData();
+    body.append("file", item.file, item.file.name);
+    const headers = {};
+    const key = $("api-key").value.trim();
+    if (key) headers.Authorization = `Bearer ${key}`;
+    let response;
+    try {
+      response = await fetch(`segment?${params}`, { method: "POST", body, headers });
+    } catch (error) {
+      throw new Failure(0, `Could not reach the server (${error.message})`);
+    }
+    if (response.status === 503 && attempt < MAX_RETRIES) {
+      const wait = retryAfter(response.headers.get("Retry-After"));
+      setStatus(item, "waiting", `Server busy: retrying in ${wait} s`);
+      await sleep(wait * 1000);
+      setStatus(item, "working", "Segmenting…");
+      continue;
+    }
+    if (!response.ok) {
+      if (response.status === 401) {
+        $("key-row").hidden = false;
+        $("api-key").focus();
+      }
+      throw new Failure(response.status, await errorDetail(response));
+    }
+    return response;
+  }
+}
+
+async function process(item) {
+  const start = performance.now();
+  setStatus(item, "working", "Segmenting…");
+  try {
+    const limit = state.limits.max_upload_bytes;
+    if (item.file.size > limit) {
+      throw new Failure(413, `${formatBytes(item.file.size)}, the limit is ${formatBytes(limit)}`);
+    }
+    const outlines = await segment(item, "geojson");
+    item.geojson = await outlines.json();
+    item.count = Number(outlines.headers.get("X-Nuclei-Count") ?? item.geojson.features.length);
+    item.model = ["Name", "Version", "Sha256"].map((h) => outlines.headers.get(`X-Model-${h}`));
+    showModel(item.model);
+    item.labels = await (await segment(item, "labels")).blob();
+    [item.width, item.height] = await pngSize(item.labels);
+    item.csv = measurementsCsv(item.geojson);
+    item.seconds = (performance.now() - start) / 1000;
+    setStatus(item, "done", "Done");
+    if (state.items.includes(item) && !state.items.includes(state.shown)) show(item);
+  } catch (error) {
+    item.seconds = (performance.now() - start) / 1000;
+    item.error = error.message;
+    setStatus(item, "error", error.message);
+  }
+}
+
+function showModel([name, version, sha256]) {
+  if (!name) return;
+  $("model").textContent = `Model: ${name} ${version || ""}` + (sha256 ? ` (sha256 ${sha256.slice(0, 12)}…)` : "");
+}
+
+// ---- the queue --------------------------------------------------------------------------
+
+function addFiles(files) {
+  const added = [...files];
+  if (!added.length) return;
+  $("batch").hidden = false;
+  if (state.running === 0 && !state.items.some((i) => i.status === "queued")) {
+    state.run = { start: performance.now(), end: null, base: finishedCount() };
+  }
+  for (const file of added) {
+    const path = file.relativePath || file.webkitRelativePath || file.name;
+    const item = { file, path, status: "queued", count: null };
+    state.items.push(item);
+    item.row = queueRow(item);
+    $("queue").tBodies[0].append(item.row);
+  }
+  state.limitsLoaded.then(pump);
+}
+
+function pump() {
+  const workers = Math.max(1, Math.min(state.limits.queue_depth || 1, MAX_WORKERS));
+  while (state.running < workers) {
+    const item = state.items.find((i) => i.status === "queued");
+    if (!item) break;
+    state.running++;
+    process(item).finally(() => {
+      state.running--;
+      pump();
+    });
+  }
+  updateProgress();
+}
+
+const finishedCount = () => state.items.filter((i) => i.status === "done" || i.status === "error").length;
+
+function updateProgress() {
+  const total = state.items.length;
+  const finished = finishedCount();
+  const failed = state.items.filter((i) => i.status === "error").length;
+  const pending = total - finished;
+  const run = state.run;
+  if (run && pending === 0 && run.end === null) run.end = performance.now();
+  const seconds = run ? ((run.end ?? performance.now()) - run.start) / 1000 : 0;
+  const rate = run && seconds > 0 ? (finished - run.base) / seconds : 0;
+  $("progress").max = Math.max(total, 1);
+  $("progress").value = finished;
+  $("progress-text").textContent = `${finished}/${total} images · ${rate.toFixed(2)} images/s` +
+    (failed ? ` · ${failed} failed` : "") + (pending ? "" : " · finished");
+  $("zip").disabled = pending > 0 || finished === failed;
+  $("retry").hidden = failed === 0 || pending > 0;
+}
+
+function queueRow(item) {
+  const row = document.createElement("tr");
+  row.dataset.testid = "row";
+  row.dataset.path = item.path;
+  const name = document.createElement("th");
+  name.scope = "row";
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "link";
+  button.textContent = item.path;
+  button.addEventListener("click", () => item.status === "done" && show(item));
+  name.append(button);
+  const status = document.createElement("td");
+  status.dataset.testid = "status";
+  status.textContent = "Waiting";
+  const count = document.createElement("td");
+  count.className = "number";
+  row.append(name, status, count);
+  return row;
+}
+
+function setStatus(item, status, text) {
+  item.status = status;
+  const [, cell, count] = item.row.children;
+  item.row.dataset.status = status;
+  cell.textContent = text;
+  count.textContent = item.count ?? "";
+  item.row.querySelector("button").disabled = status !== "done";
+  updateProgress();
+}
+
+async function downloadZip() {
+  const encoder = new TextEncoder();
+  const entries = [];
+  const used = new Set();
+  const unique = (name) => {
+    let candidate = name;
+    for (let n = 2; used.has(candidate); n++) candidate = name.replace(/(\.[^.]+)?(\.[^.]+)$/, `-${n}$1$2`);
+    used.add(candidate);
+    return candidate;
+  };
+  let summary = csvLine(["path", "width", "height", "count", "status", "error", "model_version", "seconds"]);
+  for (const item of state.items) {
+    const stem = stemOf(item.path);
+    if (item.status === "done") {
+      const base = unique(`${stem}.labels.png`).slice(0, -".labels.png".length);
+      used.add(`${base}.geojson`).add(`${base}.measurements.csv`);
+      entries.push({ name: `${base}.labels.png`, data: new Uint8Array(await item.labels.arrayBuffer()) });
+      entries.push({ name: `${base}.geojson`, data: encoder.encode(JSON.stringify(item.geojson)) });
+      entries.push({ name: `${base}.measurements.csv`, data: encoder.encode(item.csv) });
+    }
+    summary += csvLine([item.path, item.width ?? "", item.height ?? "", item.count ?? "",
+      item.status === "done" ? "ok" : "error", item.error ?? "", (item.model || [])[1] ?? "",
+      item.seconds === undefined ? "" : item.seconds.toFixed(3)]);
+  }
+  entries.push({ name: unique("summary.csv"), data: encoder.encode(summary) });
+  saveBlob(makeZip(entries), "nuclei-results.zip");
+}
+
+// ---- one image: canvas, outlines, zoom, measurements table ------------------------------
+
+async function show(item) {
+  state.shown = item;
+  state.selected = null;
+  for (const row of $("queue").tBodies[0].rows) row.classList.toggle("shown", row === item.row);
+  $("result").hidden = false;
+  $("result-name").textContent = item.path;
+  $("count").textContent = String(item.count);
+  $("size").textContent = `${item.width} × ${item.height} pixels`;
+  const stem = stemOf(item.file.name);
+  setLink("dl-labels", item.labels, `${stem}.labels.png`);
+  setLink("dl-geojson", new Blob([JSON.stringify(item.geojson)], { type: "application/geo+json" }), `${stem}.geojson`);
+  setLink("dl-csv", new Blob([item.csv], { type: "text/csv" }), `${stem}.measurements.csv`);
+  let bitmap = null;
+  try {
+    bitmap = await createImageBitmap(item.file);
+  } catch {
+    // TIFF and others the browser cannot show: the outlines on black
+  }
+  if (state.shown !== item) return bitmap?.close();
+  state.view?.bitmap?.close();
+  $("view-note").hidden = bitmap !== null;
+  $("view-note").textContent = "This browser cannot show this image type: the outlines are drawn on black.";
+  state.view = { bitmap, width: item.width, height: item.height };
+  fitZoom();
+  renderTable();
+}
+
+function setLink(id, blob, name) {
+  const link = $(id);
+  if (link.href) URL.revokeObjectURL(link.href);
+  link.href = URL.createObjectURL(blob);
+  link.download = name;
+}
+
+function fitZoom() {
+  const view = state.view;
+  if (!view) return;
+  const width = Math.max($("viewport").clientWidth - 4, 100);
+  const height = Math.max(window.innerHeight * 0.7 - 4, 100);
+  setZoom(Math.min(Math.log2(width / view.width), Math.log2(height / view.height), 1));
+}
+
+function setZoom(level) {
+  const slider = $("zoom");
+  const step = Number(slider.step);
+  const { width, height } = state.view || { width: 1, height: 1 };
+  // a canvas over 16384 pixels a side or 2^27 in all stays blank in browsers
+  const largest = Math.log2(Math.min(16384 / width, 16384 / height, Math.sqrt(2 ** 27 / (width * height))));
+  const top = Math.min(Number(slider.max), Math.floor(largest / step) * step);
+  state.zoom = Math.min(Math.max(Math.round(level / step) * step, Number(slider.min)), top);
+  slider.value = String(state.zoom);
+  $("zoom-value").textContent = `${Math.round(2 ** state.zoom * 100)}%`;
+  draw();
+}
+
+function draw() {
+  const { view, shown } = state;
+  if (!view || !shown) return;
+  const scale = 2 ** state.zoom;
+  const canvas = $("canvas");
+  canvas.width = Math.max(1, Math.round(view.width * scale));
+  canvas.height = Math.max(1, Math.round(view.height * scale));
+  const ctx = canvas.getContext("2d");
+  ctx.imageSmoothingEnabled = scale < 1;
+  if (view.bitmap) {
+    ctx.drawImage(view.bitmap, 0, 0, canvas.width, canvas.height);
+  } else {
+    ctx.fillStyle = "#000";
+    ctx.fillRect(0, 0, canvas.width, canvas.height);
+  }
+  let drawn = 0;
+  if ($("outlines").checked) {
+    ctx.lineJoin = "round";
+    for (const feature of shown.geojson.features) {
+      const id = measurementsOf(feature).id;
+      const selected = state.selected !== null && id === state.selected;
+      ctx.strokeStyle = selected ? "#ffd400" : "#00ff5a";
+      ctx.lineWidth = selected ? 3 : 1.5;
+      ctx.beginPath();
+      const geometry = feature.geometry || {};
+      const polygons = geometry.type === "MultiPolygon" ? geometry.coordinates : [geometry.coordinates || []];
+      for (const ring of polygons.flat()) {
+        ring.forEach(([x, y], i) => (i ? ctx.lineTo(x * scale, y * scale) : ctx.moveTo(x * scale, y * scale)));
+        ctx.closePath();
+      }
+      ctx.stroke();
+      drawn++;
+    }
+  }
+  canvas.dataset.outlines = String(drawn);
+}
+
+function renderTable() {
+  const rows = state.shown.geojson.features.map(measurementsOf);
+  const columns = rows.length ? columnsOf(rows) : COLUMNS;
+  const table = $("measurements");
+  const head = document.createElement("tr");
+  for (const column of columns) {
+    const th = document.createElement("th");
+    th.scope = "col";
+    const sorted = state.sort.key === column;
+    th.setAttribute("aria-sort", sorted ? (state.sort.dir > 0 ? "ascending" : "descending") : "none");
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = column.replace(/_/g, " ") + (sorted ? (state.sort.dir > 0 ? " ▲" : " ▼") : "");
+    button.addEventListener("click", () => {
+      state.sort = { key: column, dir: sorted ? -state.sort.dir : 1 };
+      renderTable();
+    });
+    th.append(button);
+    head.append(th);
+  }
+  table.tHead.replaceChildren(head);
+  const { key, dir } = state.sort;
+  const value = (r) => (r[key] === null || r[key] === undefined ? -Infinity : r[key]);
+  rows.sort((a, b) => (value(a) < value(b) ? -dir : value(a) > value(b) ? dir : 0));
+  const body = document.createElement("tbody");
+  for (const r of rows) {
+    const tr = document.createElement("tr");
+    tr.dataset.id = r.id;
+    tr.classList.toggle("selected", r.id === state.selected);
+    for (const column of columns) {
+      const td = document.createElement("td");
+      td.textContent = formatValue(r[column]);
+      if (typeof r[column] === "number") td.className = "number";
+      tr.append(td);
+    }
+    tr.addEventListener("click", () => {
+      state.selected = state.selected === r.id ? null : r.id;
+      for (const other of body.rows) other.classList.toggle("selected", other === tr && state.selected !== null);
+      draw();
+    });
+    body.append(tr);
+  }
+  table.tBodies[0].replaceWith(body);
+}
+
+// ---- choosing files: inputs, drag and drop (folders too) --------------------------------
+
+async function filesOfEntry(entry, into) {
+  if (entry.isFile) {
+    const file = await new Promise((resolve, reject) => entry.file(resolve, reject));
+    file.relativePath = entry.fullPath.replace(/^\//, "");
+    into.push(file);
+  } else if (entry.isDirectory) {
+    const reader = entry.createReader();
+    for (;;) {
+      const batch = await new Promise((resolve, reject) => reader.readEntries(resolve, reject));
+      if (!batch.length) break;
+      for (const child of batch) await filesOfEntry(child, into);
+    }
+  }
+}
+
+/** From a folder, only the image files (not hidden ones): a folder holds notes and thumbnails too. */
+const imagesOnly = (files) => files.filter((f) => IMAGE_FILE.test(f.name) && !f.name.startsWith("."));
+
+function setUp() {
+  $("files").addEventListener("change", (event) => {
+    addFiles(event.target.files);
+    event.target.value = "";
+  });
+  $("folder").addEventListener("change", (event) => {
+    addFiles(imagesOnly([...event.target.files]));
+    event.target.value = "";
+  });
+  window.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    $("drop").classList.add("over");
+  });
+  window.addEventListener("dragleave", (event) => {
+    if (!event.relatedTarget) $("drop").classList.remove("over");
+  });
+  window.addEventListener("drop", async (event) => {
+    event.preventDefault();
+    $("drop").classList.remove("over");
+    const entries = [...event.dataTransfer.items].map((i) => i.webkitGetAsEntry && i.webkitGetAsEntry());
+    if (!entries.some((e) => e && e.isDirectory)) return addFiles(event.dataTransfer.files);
+    const files = [];
+    for (const entry of entries) if (entry) await filesOfEntry(entry, files);
+    addFiles(imagesOnly(files));
+  });
+  $("options").addEventListener("submit", (event) => event.preventDefault());
+  $("zip").addEventListener("click", downloadZip);
+  $("retry").addEventListener("click", () => {
+    for (const item of state.items.filter((i) => i.status === "error")) {
+      item.error = undefined;
+      setStatus(item, "queued", "Waiting");
+    }
+    state.run = { start: performance.now(), end: null, base: finishedCount() };
+    pump();
+  });
+  $("clear").addEventListener("click", () => {
+    state.items = state.items.filter((i) => i.status === "working" || i.status === "waiting");
+    $("queue").tBodies[0].replaceChildren(...state.items.map((i) => i.row));
+    if (!state.items.includes(state.shown)) {
+      state.view?.bitmap?.close();
+      state.shown = state.view = null;
+      $("result").hidden = true;
+      $("count").textContent = "–";
+    }
+    $("batch").hidden = state.items.length === 0;
+    updateProgress();
+  });
+  $("outlines").addEventListener("change", draw);
+  $("zoom").addEventListener("input", (event) => setZoom(Number(event.target.value)));
+  $("fit").addEventListener("click", fitZoom);
+  $("viewport").addEventListener("wheel", (event) => {
+    if (!event.ctrlKey) return;
+    event.preventDefault();
+    setZoom(state.zoom - Math.sign(event.deltaY) * 0.25);
+  }, { passive: false });
+  $("viewport").addEventListener("keydown", (event) => {
+    const delta = { "+": 0.25, "=": 0.25, "-": -0.25 }[event.key];
+    if (delta) setZoom(state.zoom + delta);
+  });
+  state.limitsLoaded = loadLimits();
+}
+
+setUp();

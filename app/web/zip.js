@@ -1,0 +1,61 @@
+// makeZip(entries): a zip file (a Blob) of [{name, data: Uint8Array}], for the web page's
+// "Download all results". STORE only, no compression: the label PNGs are compressed already.
+// No zip64, so under 4 GiB and 65535 files in all. Names are UTF-8 (general flag bit 11).
+"use strict";
+
+const CRC_TABLE = (() => {
+  const table = new Uint32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    table[n] = c >>> 0;
+  }
+  return table;
+})();
+
+function crc32(bytes) {
+  let c = 0xffffffff;
+  for (let i = 0; i < bytes.length; i++) c = CRC_TABLE[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+/** entries: [{name, data: Uint8Array}] → a zip Blob (names in UTF-8, general flag bit 11). */
+function makeZip(entries) {
+  const encoder = new TextEncoder();
+  const now = new Date();
+  const time = (now.getHours() << 11) | (now.getMinutes() << 5) | (now.getSeconds() >> 1);
+  const date = ((now.getFullYear() - 1980) << 9) | ((now.getMonth() + 1) << 5) | now.getDate();
+  const files = [];
+  const directory = [];
+  let offset = 0;
+  for (const { name, data } of entries) {
+    const nameBytes = encoder.encode(name);
+    const crc = crc32(data);
+    const local = new DataView(new ArrayBuffer(30));
+    const central = new DataView(new ArrayBuffer(46));
+    local.setUint32(0, 0x04034b50, true);
+    central.setUint32(0, 0x02014b50, true);
+    central.setUint16(4, 20, true); // version made by
+    // version needed, flags, method 0 (store), time, date, crc, sizes, name length
+    const common = [[20, 2], [0x0800, 2], [0, 2], [time, 2], [date, 2], [crc, 4],
+      [data.length, 4], [data.length, 4], [nameBytes.length, 2]];
+    let at = 4;
+    for (const [value, size] of common) {
+      (size === 2 ? local.setUint16 : local.setUint32).call(local, at, value, true);
+      (size === 2 ? central.setUint16 : central.setUint32).call(central, at + 2, value, true);
+      at += size;
+    }
+    central.setUint32(42, offset, true); // where the local header is
+    files.push(local, nameBytes, data);
+    directory.push(central, nameBytes);
+    offset += 30 + nameBytes.length + data.length;
+  }
+  const size = directory.reduce((sum, part) => sum + part.byteLength, 0);
+  const end = new DataView(new ArrayBuffer(22));
+  end.setUint32(0, 0x06054b50, true);
+  end.setUint16(8, entries.length, true);
+  end.setUint16(10, entries.length, true);
+  end.setUint32(12, size, true);
+  end.setUint32(16, offset, true);
+  return new Blob([...files, ...directory, end], { type: "application/zip" });
+}

@@ -1,0 +1,238 @@
+"""The web page at GET /, in Debian's Chromium against the real app and model: one image
+(count, outlines, table, downloads, and the screenshot in docs/), a file that is no image,
+a batch of five (progress, 503 retried, the zip), and a server that needs an API key."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import zipfile
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from app import webpage
+from tests.web.conftest import API_KEY
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLES = ROOT / "samples"
+SCREENSHOT = ROOT / "docs" / "images" / "web-page.png"
+SHOWN = "he_stained_256x320"  # the sample in the screenshot
+
+OUTLINE_PIXELS = """(canvas) => {
+  const d = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+  let n = 0;
+  for (let i = 0; i < d.length; i += 4) if (d[i] < 90 && d[i + 1] > 190 && d[i + 2] < 150) n++;
+  return n;
+}"""
+
+
+def api(url: str, path: Path, output_format: str, **headers: str) -> httpx.Response:
+    response = httpx.post(
+        f"{url}/segment",
+        params={"format": output_format},
+        headers=headers,
+        timeout=60,
+        files={"file": (path.name, path.read_bytes(), "image/png")},
+    )
+    response.raise_for_status()
+    return response
+
+
+def api_count(url: str, path: Path, **headers: str) -> int:
+    return int(api(url, path, "geojson", **headers).headers["X-Nuclei-Count"])
+
+
+def test_page_and_assets_are_served_without_any_outside_url() -> None:
+    app = FastAPI()
+    app.include_router(webpage.router)
+    with TestClient(app) as client:
+        page = client.get("/")
+        assert page.status_code == 200 and page.headers["content-type"] == "text/html; charset=utf-8"
+        assert "default-src 'self'" in page.headers["content-security-policy"]
+        assert client.get("/web/app.js").headers["content-type"] == "text/javascript; charset=utf-8"
+        assert client.get("/web/style.css").headers["content-type"] == "text/css; charset=utf-8"
+        assert client.get("/web/index.html").status_code == 404
+        assert client.get("/web/..%2Fwebpage.py").status_code == 404
+    for asset in webpage.WEB.iterdir():
+        assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", asset.read_text()), asset.name
+
+
+def test_one_image_count_outlines_table_downloads(page, server) -> None:
+    sample = SAMPLES / f"{SHOWN}.png"
+    expected = api_count(server, sample)
+    response = page.goto(server + "/")
+    assert "default-src 'self'" in response.headers["content-security-policy"]
+    files = page.get_by_test_id("files")
+    assert files.get_attribute("multiple") is not None
+    files.set_input_files(sample)
+
+    count = page.get_by_test_id("count")
+    page.wait_for_function("() => document.querySelector('[data-testid=count]').textContent !== '–'")
+    assert int(count.text_content()) == expected > 0
+    canvas = page.get_by_test_id("canvas")
+    assert canvas.get_attribute("data-outlines") == str(expected)
+    with_outlines = canvas.evaluate(OUTLINE_PIXELS)
+    assert with_outlines > 20 * expected  # each nucleus ringed in green
+    assert page.get_by_text(re.compile(r"1/1 images · [\d.]+ images/s")).is_visible()
+
+    # the measurements table: one row per nucleus, sorted by a click on a heading
+    rows = page.locator("[data-testid=measurements] tbody tr")
+    assert rows.count() == expected
+    area_column = page.locator("[data-testid=measurements] thead th").all_text_contents().index("area")
+
+    def areas() -> list[float]:
+        return [float(r.locator("td").nth(area_column).text_content()) for r in rows.all()]
+
+    page.get_by_role("button", name="area").click()
+    assert areas() == sorted(areas())
+    page.get_by_role("button", name=re.compile("^area")).click()
+    assert areas() == sorted(areas(), reverse=True)
+    assert page.locator("th[aria-sort=descending]").text_content().startswith("area")
+
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SCREENSHOT, full_page=True)
+
+    # zoom and the outline toggle
+    width = int(canvas.get_attribute("width"))
+    page.get_by_test_id("zoom").fill("2")
+    assert int(canvas.get_attribute("width")) == 4 * 320 != width
+    page.get_by_test_id("outlines").uncheck()
+    assert canvas.get_attribute("data-outlines") == "0"
+    assert canvas.evaluate(OUTLINE_PIXELS) < with_outlines / 10
+
+    # downloads: the 16-bit label image, the GeoJSON and the CSV, one nucleus each
+    with page.expect_download() as download:
+        page.get_by_test_id("dl-labels").click()
+    assert download.value.suggested_filename == f"{SHOWN}.labels.png"
+    labels = cv2.imdecode(np.frombuffer(Path(download.value.path()).read_bytes(), np.uint8), cv2.IMREAD_UNCHANGED)
+    assert labels.dtype == np.uint16 and labels.shape == (256, 320) and labels.max() == expected
+    with page.expect_download() as download:
+        page.get_by_test_id("dl-geojson").click()
+    assert len(json.loads(Path(download.value.path()).read_text())["features"]) == expected
+    with page.expect_download() as download:
+        page.get_by_test_id("dl-csv").click()
+    table = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
+    server_table = list(csv.DictReader(io.StringIO(api(server, sample, "measurements").text)))
+    assert len(table) == expected and list(table[0]) == list(server_table[0])  # the API's columns
+    for mine, theirs in zip(table, server_table, strict=True):  # values: the API writes 1.0, the page 1
+        assert mine["touches_border"] == theirs["touches_border"]
+        assert all(float(mine[c]) == float(theirs[c]) for c in mine if c != "touches_border"), mine["id"]
+    assert page.outside == []
+
+
+def test_a_text_file_named_png_shows_its_error_beside_it(page, server, tmp_path: Path) -> None:
+    fake = tmp_path / "notes.png"
+    fake.write_text("Plate 3, well B7: fixed 10 min, DAPI 1:1000.\n")
+    page.goto(server + "/")
+    page.get_by_test_id("files").set_input_files([fake])
+    row = page.locator("[data-testid=row][data-path='notes.png']")
+    page.wait_for_selector("[data-testid=row][data-status=error]")
+    status = row.get_by_test_id("status").text_content()
+    assert re.match(r"(Not an image type the service reads|Could not read this image)", status), status
+    assert row.locator("th").text_content() == "notes.png"
+    assert page.get_by_test_id("progress-text").text_content().startswith("1/1 images")
+    assert "1 failed" in page.get_by_test_id("progress-text").text_content()
+    assert page.get_by_test_id("count").text_content() == "–"  # nothing shown
+    assert page.get_by_test_id("zip").is_disabled()
+
+
+def test_a_folder_of_five_images_progress_queue_depth_503_and_zip(page, server, tmp_path: Path) -> None:
+    folder = tmp_path / "plate3"
+    (folder / "well B7").mkdir(parents=True)
+    for sample in sorted(SAMPLES.glob("*.png")):
+        (folder / sample.name).write_bytes(sample.read_bytes())
+    flipped = cv2.imread(str(SAMPLES / "fluorescence_256x256.png"), cv2.IMREAD_UNCHANGED)[:, ::-1]
+    cv2.imwrite(str(folder / "well B7" / "fluorescence_256x256.png"), flipped)  # same name, other folder
+    (folder / "notes.txt").write_text("not an image: the page leaves it out of a folder\n")
+    images = sorted(str(p.relative_to(tmp_path)) for p in folder.rglob("*.png"))
+    assert len(images) == 5
+
+    # the first request is answered "queue full" by hand: the page must wait and send it again
+    refused: list[str] = []
+
+    def busy_once(route):
+        if refused:
+            route.fallback()
+            return
+        refused.append(route.request.url)
+        route.fulfill(
+            status=503,
+            headers={"Retry-After": "1"},
+            content_type="application/json",
+            body=json.dumps({"detail": "server busy: too many requests queued; retry later"}),
+        )
+
+    page.route(lambda url: "/segment?" in url, busy_once)
+    in_flight, most = set(), [0]
+
+    def sent(request):
+        if "/segment" in request.url:
+            in_flight.add(request)
+            most[0] = max(most[0], len(in_flight))
+
+    def ended(request):
+        in_flight.discard(request)
+
+    page.on("request", sent)
+    page.on("requestfinished", ended)
+    page.on("requestfailed", ended)
+    statuses: list[int] = []
+    page.on("response", lambda r: "/segment" in r.url and statuses.append(r.status))
+
+    page.goto(server + "/")
+    page.get_by_test_id("folder").set_input_files(folder)
+    progress = page.get_by_test_id("progress-text")
+    page.wait_for_function(
+        "() => /^5\\/5 images/.test(document.querySelector('[data-testid=progress-text]').textContent)", timeout=90_000
+    )
+    assert re.match(r"5/5 images · [\d.]+ images/s · finished$", progress.text_content())
+    assert page.get_by_test_id("progress").evaluate("p => p.value === p.max && p.max === 5")
+    assert len(refused) == 1 and statuses.count(503) == 1  # only the one made up above
+    assert statuses.count(200) == 10  # outlines and labels for each image
+    assert most[0] <= 2  # within the server's queue depth (GET /limits)
+    assert page.locator("[data-testid=row][data-status=done]").count() == 5
+
+    with page.expect_download() as download:
+        page.get_by_test_id("zip").click()
+    assert download.value.suggested_filename == "nuclei-results.zip"
+    with zipfile.ZipFile(download.value.path()) as archive:
+        assert archive.testzip() is None  # every CRC right
+        names = archive.namelist()
+        summary = list(csv.DictReader(io.StringIO(archive.read("summary.csv").decode())))
+        label_images = {n: archive.read(n) for n in names if n.endswith(".labels.png")}
+    assert len(label_images) == 5 and len(names) == 5 * 3 + 1
+    assert list(summary[0]) == ["path", "width", "height", "count", "status", "error", "model_version", "seconds"]
+    assert sorted(r["path"] for r in summary) == images
+    for row in summary:
+        assert row["status"] == "ok" and row["error"] == "" and row["model_version"]
+        labels = cv2.imdecode(
+            np.frombuffer(label_images[row["path"].removesuffix(".png") + ".labels.png"], np.uint8),
+            cv2.IMREAD_UNCHANGED,
+        )
+        assert labels.shape == (int(row["height"]), int(row["width"]))
+        assert labels.max() == int(row["count"]) > 0
+    assert page.outside == []
+
+
+def test_a_server_that_needs_an_api_key(page, keyed_server) -> None:
+    sample = SAMPLES / "fluorescence_256x256.png"
+    page.goto(keyed_server + "/")
+    key = page.get_by_label(re.compile("API key"))
+    key.wait_for()  # shown at once: GET /limits says the server needs one
+    page.get_by_test_id("files").set_input_files(sample)
+    row = page.locator("[data-testid=row]")
+    page.wait_for_selector("[data-testid=row][data-status=error]")
+    assert row.get_by_test_id("status").text_content().startswith("This server needs an API key")
+
+    key.fill(API_KEY)
+    page.get_by_role("button", name="Retry failed images").click()
+    page.wait_for_selector("[data-testid=row][data-status=done]")
+    expected = api_count(keyed_server, sample, Authorization=f"Bearer {API_KEY}")
+    assert page.get_by_test_id("count").text_content() == str(expected)
