@@ -108,25 +108,28 @@ def install_docs(app: FastAPI) -> None:
     DOCS_STATIC: FastAPI's default pages load them from a CDN, blank without internet."""
     app.mount(DOCS_STATIC, StaticFiles(directory=DOCS_ASSETS), name="docs-static")
 
+    def urls(request: Request) -> tuple[str, str]:
+        """(the OpenAPI document's URL, the assets' URL prefix), behind any root path."""
+        root = request.scope.get("root_path", "").rstrip("/")
+        return root + "/openapi.json", root + DOCS_STATIC
+
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "").rstrip("/")
+        openapi_url, assets = urls(request)
         return get_swagger_ui_html(
-            openapi_url=root + "/openapi.json", title=f"{app.title} - Swagger UI",
-            swagger_js_url=f"{root}{DOCS_STATIC}/swagger-ui-bundle.js",
-            swagger_css_url=f"{root}{DOCS_STATIC}/swagger-ui.css",
-            swagger_favicon_url=f"{root}{DOCS_STATIC}/favicon.png",
+            openapi_url=openapi_url, title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{assets}/swagger-ui-bundle.js", swagger_css_url=f"{assets}/swagger-ui.css",
+            swagger_favicon_url=f"{assets}/favicon.png",
             oauth2_redirect_url=None,  # bearer tokens only: no OAuth2 flow to return from
             # no badge that sends the document to swagger.io's online validator
             swagger_ui_parameters={"validatorUrl": None})
 
     @app.get("/redoc", include_in_schema=False)
     async def redoc(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "").rstrip("/")
+        openapi_url, assets = urls(request)
         return get_redoc_html(
-            openapi_url=root + "/openapi.json", title=f"{app.title} - ReDoc",
-            redoc_js_url=f"{root}{DOCS_STATIC}/redoc.standalone.js",
-            redoc_favicon_url=f"{root}{DOCS_STATIC}/favicon.png", with_google_fonts=False)
+            openapi_url=openapi_url, title=f"{app.title} - ReDoc", redoc_js_url=f"{assets}/redoc.standalone.js",
+            redoc_favicon_url=f"{assets}/favicon.png", with_google_fonts=False)
 
 
 def load_segmenter(settings: Settings) -> Segmenter:
