@@ -38,10 +38,12 @@ def render(res: dict[str, Any]) -> str:
     out += ["## Stages called directly, p50 ms", ""]
     rows = [[name, size, *(f"{r[s]['p50_ms']:.1f}" for s in res["stages"]), f"{r['stage sum']['p50_ms']:.1f}",
              f"{r['segment_bytes()']['p50_ms']:.1f}", r["stage_sum_over_end_to_end"],
-             f"{r['segment() stages']['p50_ms']:.1f}", f"{r['segment()']['p50_ms']:.1f}"]
+             f"{r['segment() stages']['p50_ms']:.1f}", f"{r['segment()']['p50_ms']:.1f}",
+             f"{r['measure()']['p50_ms']:.1f}", f"{100 * r['measure_over_segment']:.1f} %"]
             for name, sizes in res["inprocess"].items() for size, r in sizes.items() if "stage sum" in r]
     out += _table(["model", "size", *res["stages"], "sum", "segment_bytes()", "sum ÷ segment_bytes(), of the minima",
-                   "normalize+predict_tiled+instances", "segment()"], rows)
+                   "normalize+predict_tiled+instances", "segment()", "measure() (format=measurements)",
+                   "measure() ÷ segment(), of the minima"], rows)
     keras = res["keras"]
     out += ["## Anchor: Keras predict on the same weights, p50 ms (p95)", ""]
     out += [f"Keras failed: {keras['error']}", ""] if "error" in keras else [
