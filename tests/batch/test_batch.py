@@ -68,6 +68,7 @@ def test_nuclei_table_has_one_row_per_nucleus_and_labels_mirror_the_tree(batch_r
         assert label_png.stat().st_size > 0, label_png
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_job_loses_no_image(tmp_path: Path) -> None:
     source, out = tmp_path / "in", tmp_path / "out"
     paths = write_images(source, copies=8)

@@ -88,6 +88,7 @@ def test_the_api_raises_the_servers_detail(server: int) -> None:
     assert caught.value.status == 415 and "GIF" in caught.value.detail
 
 
+@pytest.mark.slow
 def test_server_killed_mid_run_loses_no_image_and_a_rerun_skips_all(tmp_path: Path) -> None:
     paths = image_folder(tmp_path / "in", copies=6)
     port, log, out = free_port(), tmp_path / "server.log", tmp_path / "out"
