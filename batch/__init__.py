@@ -5,4 +5,12 @@ service's own decoder and `Segmenter` (`nuclei/`), so each image gets the servic
     work      what a worker runs: one Segmenter per worker process, one image → rows + labels
     tables    rows → OUT/images.parquet and OUT/nuclei.parquet, streamed
     cli       the command line: cluster, progress bar, exit status
+
+One huge image (a slide, a mosaic, a zarr array) goes block by block instead:
+
+    slide       the slide job: a statistics pass, the blocks in parallel, the outputs
+    slideio     lazy reads of TIFF/BigTIFF/OME-TIFF regions and zarr arrays
+    blocks      the block grid and what a worker runs for one block
+    stitch      the blocks' nuclei, each kept once, into label tiles with slide-wide ids
+    slidebench  synthetic slides and the memory benchmark (`python -m batch.slidebench`)
 """

@@ -1,6 +1,10 @@
 """`nuclei-batch IN OUT`: segment every image under IN on a Dask cluster and write
 OUT/images.parquet, OUT/nuclei.parquet and OUT/labels/. Exit status 0 when every image
-succeeded, 1 when any failed, 2 for bad arguments."""
+succeeded, 1 when any failed, 2 for bad arguments.
+
+`nuclei-batch SLIDE OUT`: one whole-slide or mosaic image (a TIFF larger than --max-pixels
+or given with --slide, or a zarr array) is segmented block by block on the same cluster and
+stitched: OUT/<stem>.labels.ome.tif, OUT/nuclei.parquet, OUT/<stem>.geojson (batch.slide)."""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from pathlib import Path
 from dask.distributed import Client, LocalCluster, as_completed
 from tqdm import tqdm
 
+from batch.slide import run_slide, wants_slide_mode
 from batch.sources import chunks, find_images, relative_name
 from batch.tables import IMAGES, NUCLEI, TableWriter
 from batch.work import Job, segment_files
@@ -35,18 +40,38 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--chunk", type=int, default=8, help="images per Dask task")
     p.add_argument("--max-pixels", type=int, default=4096 * 4096, help="larger images are error rows")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    slide = p.add_argument_group("one large image (whole slide, mosaic), segmented block by block")
+    slide.add_argument("--slide", action="store_true",
+                       help="segment a single TIFF block by block even when it is under --max-pixels")
+    slide.add_argument("--block", type=int, default=2560,
+                       help="side of the square blocks the slide is cut into (multiple of 16)")
+    slide.add_argument("--overlap", type=int, default=128,
+                       help="pixels each block is read beyond its edges, more than twice the largest nucleus")
+    slide.add_argument("--range", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                       help="normalise every block between these grey levels instead of the slide's "
+                            "1st and 99.8th percentiles")
+    slide.add_argument("--invert", action=argparse.BooleanOptionalAction, default=None,
+                       help="bright background (brightfield, H&E): invert; default: decided from the slide's "
+                            "median, or no with --range")
+    slide.add_argument("--channel", type=int, help="segment this channel of a multi-channel slide (0-based)")
+    slide.add_argument("--sample-pixels", type=int, default=1 << 22,
+                       help="pixels sampled evenly over the slide for its normalisation statistics")
     return p.parse_args(argv)
 
 
-def connect(args: argparse.Namespace) -> Client:
+def connect(args: argparse.Namespace, silence_logs: int = logging.WARNING, dashboard_address: str | None = None,
+            ) -> Client:
     if args.scheduler:
         return Client(args.scheduler)
     cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, host="127.0.0.1",
-                           dashboard_address=None, processes=True)
+                           dashboard_address=dashboard_address, processes=True, silence_logs=silence_logs)
     return Client(cluster)
 
 
 def run(args: argparse.Namespace) -> int:
+    if wants_slide_mode(args):
+        # quiet workers, and an HTTP port of its own: a failure is one line on stderr
+        return run_slide(args, lambda a: connect(a, silence_logs=logging.CRITICAL, dashboard_address="127.0.0.1:0"))
     fs, root, paths = find_images(args.source)
     if not paths:
         print(f"nuclei-batch: no PNG/JPEG/TIFF/BMP images in {args.source}", file=sys.stderr)

@@ -45,14 +45,18 @@ def to_rgb(image: np.ndarray) -> np.ndarray:
     return np.repeat(view, 3, axis=2) if view.shape[2] == 1 else view
 
 
+def _finite_rgb(image: np.ndarray) -> np.ndarray:
+    """HxWx3 float32, NaN and ±inf read as 0 (a float TIFF may hold them)."""
+    rgb = to_rgb(image).astype(np.float32, copy=False)
+    finite = np.isfinite(rgb)
+    return rgb if finite.all() else np.where(finite, rgb, 0.0).astype(np.float32)
+
+
 def normalize(image: np.ndarray) -> np.ndarray:
     """Any decoded image → float32 HxWx3 in [0, 1] with bright nuclei."""
     if image.dtype in (np.uint8, np.uint16) and image.size:
         return _normalize_integer(_channel_view(image))
-    rgb = to_rgb(image).astype(np.float32, copy=False)
-    finite = np.isfinite(rgb)
-    if not finite.all():
-        rgb = np.where(finite, rgb, 0.0).astype(np.float32)
+    rgb = _finite_rgb(image)
     low, high = np.percentile(rgb, (LOW_PERCENTILE, HIGH_PERCENTILE))
     scale = high - low
     if scale <= 0:
@@ -69,8 +73,9 @@ def normalize(image: np.ndarray) -> np.ndarray:
 # partitioning the whole image. The float path stays the reference (tests compare the two).
 
 
-def _normalize_integer(view: np.ndarray) -> np.ndarray:
-    """uint8/uint16 HxWx1 or HxWx3 view → exactly what the float path returns."""
+def _levels(view: np.ndarray) -> tuple[np.ndarray, bool, np.ndarray, np.ndarray | None, float, float]:
+    """(pixels, is_grey, counts, table, low, high) of a uint8/uint16 HxWx1 or HxWx3 view: the
+    percentiles from its histogram and the float path's value of every level (None if flat)."""
     grey = view[..., 0]
     is_grey = view.shape[2] == 1 or (
         np.array_equal(grey, view[..., 1]) and np.array_equal(grey, view[..., 2]))
@@ -81,17 +86,29 @@ def _normalize_integer(view: np.ndarray) -> np.ndarray:
     low, high = _percentiles(cumulative, (LOW_PERCENTILE, HIGH_PERCENTILE))
     scale = high - low
     if scale <= 0:
-        return np.zeros((*grey.shape, CHANNELS), np.float32)
+        return pixels, is_grey, counts, None, low, high
     levels = np.arange(len(counts), dtype=np.float32)
-    table = np.clip((levels - low) / scale, 0.0, 1.0, dtype=np.float32)
+    return pixels, is_grey, counts, np.clip((levels - low) / scale, 0.0, 1.0, dtype=np.float32), low, high
+
+
+def _grey_inverted(table: np.ndarray, counts: np.ndarray) -> bool:
+    """Whether a grey image's median level is bright, with the channel mean of three equal
+    values computed as the float path computes it."""
+    grey_table = np.repeat(table[:, None], CHANNELS, axis=1).mean(axis=1)
+    return _grey_median_above_half(grey_table, np.cumsum(counts))
+
+
+def _normalize_integer(view: np.ndarray) -> np.ndarray:
+    """uint8/uint16 HxWx1 or HxWx3 view → exactly what the float path returns."""
+    pixels, is_grey, counts, table, _, _ = _levels(view)
+    if table is None:
+        return np.zeros((*view.shape[:2], CHANNELS), np.float32)
     if not is_grey:
         out = _lookup(pixels, table)
         if _median_above_half(out.mean(axis=2)):
             np.subtract(1.0, out, out=out)
         return out
-    # the channel mean of three equal values, computed as the float path computes it
-    grey_table = np.repeat(table[:, None], CHANNELS, axis=1).mean(axis=1)
-    if _grey_median_above_half(grey_table, np.cumsum(counts)):
+    if _grey_inverted(table, counts):
         table = 1.0 - table
     return cv2.merge([_lookup(pixels, table)] * CHANNELS)
 
@@ -163,3 +180,56 @@ def _grey_median_above_half(grey_levels: np.ndarray, cumulative: np.ndarray) -> 
     n = int(cumulative[-1])
     middle = np.array([(n - 1) // 2, n // 2])  # one pixel twice when n is odd
     return float(np.median(grey_levels[_order_statistic(cumulative, middle)])) > 0.5
+
+
+# Whole-slide images are segmented block by block, and a slide must not be scaled differently
+# in each block: its statistics are taken once, from a sample of the whole slide (or given by
+# the user), and every block is then scaled with them. For any image,
+# `normalize_with(image, *statistics(image))` is exactly `normalize(image)`.
+
+
+def statistics(image: np.ndarray) -> tuple[float, float, bool]:
+    """(low, high, invert): what `normalize` derives from an image — its 1st and 99.8th
+    percentiles over every channel value and whether its median grey level is bright."""
+    if image.dtype in (np.uint8, np.uint16) and image.size:
+        return _integer_statistics(_channel_view(image))
+    rgb = _finite_rgb(image)
+    if not rgb.size:
+        return 0.0, 0.0, False
+    low, high = np.percentile(rgb, (LOW_PERCENTILE, HIGH_PERCENTILE))
+    if high - low <= 0:
+        return float(low), float(high), False
+    out = np.clip((rgb - low) / (high - low), 0.0, 1.0, dtype=np.float32)
+    return float(low), float(high), float(np.median(out.mean(axis=2))) > 0.5
+
+
+def _integer_statistics(view: np.ndarray) -> tuple[float, float, bool]:
+    """`statistics` of a uint8/uint16 view from its histogram, as `_normalize_integer` does:
+    the same values as the float path, without a float copy of a large sample."""
+    pixels, is_grey, counts, table, low, high = _levels(view)
+    if table is None:
+        return float(low), float(high), False
+    if is_grey:
+        return float(low), float(high), _grey_inverted(table, counts)
+    return float(low), float(high), _median_above_half(_lookup(pixels, table).mean(axis=2))
+
+
+def normalize_with(image: np.ndarray, low: float, high: float, invert: bool) -> np.ndarray:
+    """Any decoded image → float32 HxWx3 in [0, 1], scaled between fixed `low` and `high`
+    (in the image's own units) and inverted when `invert`: `normalize` with given statistics."""
+    view = _channel_view(image)
+    low, high = np.float64(low), np.float64(high)
+    scale = high - low
+    if scale <= 0:
+        return np.zeros((*view.shape[:2], CHANNELS), np.float32)
+    if view.dtype in (np.uint8, np.uint16) and view.size:
+        levels = np.arange(1 << (8 * view.itemsize), dtype=np.float32)
+        table = np.clip((levels - low) / scale, 0.0, 1.0, dtype=np.float32)
+        if invert:
+            table = 1.0 - table
+        pixels = np.ascontiguousarray(view)
+        out = _lookup(pixels, table)
+        return cv2.merge([out] * CHANNELS) if view.shape[2] == 1 else out
+    rgb = _finite_rgb(image)
+    out = np.clip((rgb - low) / scale, 0.0, 1.0, dtype=np.float32)
+    return 1.0 - out if invert else out

@@ -1,0 +1,213 @@
+"""`nuclei-batch SLIDE OUT`: one whole-slide or mosaic image (TIFF/BigTIFF/OME-TIFF or
+zarr), segmented block by block on the Dask cluster, never whole in memory.
+
+    1. statistics  every n-th pixel of the whole slide → the normalisation (or --range)
+    2. blocks      `batch.blocks.segment_block` per block, in parallel, a bounded window
+                   of blocks in flight
+    3. stitch      `batch.stitch.Stitcher`: label tiles in order, nuclei with slide ids
+
+OUT/<stem>.labels.ome.tif   uint32 labels, tiled 512×512, deflate, written tile by tile
+OUT/nuclei.parquet          one row per nucleus, slide coordinates
+OUT/<stem>.geojson          QuPath detections, streamed feature by feature
+OUT/images.parquet          the slide's row (size, count, time), as for a folder of images
+
+Each file is written as `<name>.partial` and renamed when the whole slide is done; the
+file OUT/INCOMPLETE exists from the start until then and says what went wrong. A corrupt
+or truncated slide stops the job with one line on stderr and exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import tifffile
+from dask.distributed import as_completed
+from tqdm import tqdm
+
+from batch.blocks import BlockResult, Task, grid, sample, segment_block, with_id
+from batch.slideio import SlideError, SlideSpec, is_tiff, is_zarr, open_slide, quiet_tifffile, stem
+from batch.stitch import Stitcher
+from batch.tables import IMAGES, NUCLEI, TableWriter
+from nuclei.card import load as load_card
+from nuclei.geojson import FeatureWriter
+from nuclei.normalize import statistics
+
+TILE = 512  # the labels OME-TIFF's tiles, and the rows of tiles block labels are kept in
+
+
+def wants_slide_mode(args: argparse.Namespace) -> bool:
+    """A zarr array, or one TIFF given with --slide or larger than --max-pixels."""
+    source = args.source
+    if is_zarr(source):
+        return True
+    quiet_tifffile()
+    if not (os.path.isfile(source) and is_tiff(source)):
+        return False
+    if args.slide:
+        return True
+    try:
+        with tifffile.TiffFile(source) as tif:
+            level = tif.series[0].levels[0]
+            height, width = level.shape[level.axes.index("Y")], level.shape[level.axes.index("X")]
+    except Exception:  # unreadable: the slide reader says why, with the one-line error
+        return True
+    return height * width > args.max_pixels
+
+
+class _Outputs:
+    """The job's files, written under `.partial` names until the whole slide is done."""
+
+    def __init__(self, out: Path, name: str) -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        self.marker = out / "INCOMPLETE"
+        self.final = {"labels": out / f"{name}.labels.ome.tif", "nuclei": out / "nuclei.parquet",
+                      "geojson": out / f"{name}.geojson", "images": out / "images.parquet"}
+        self.partial = {k: p.with_name(p.name + ".partial") for k, p in self.final.items()}
+
+    def started(self, source: str) -> None:
+        self.marker.write_text(f"{source}: segmentation started; the .partial files are not complete\n")
+
+    def failed(self, source: str, message: str) -> None:
+        self.marker.write_text(f"{source}: {message}\nThe .partial files in this folder are incomplete.\n")
+
+    def done(self) -> None:
+        for key, partial in self.partial.items():
+            os.replace(partial, self.final[key])
+        self.marker.unlink(missing_ok=True)
+
+
+def _normalisation(args: argparse.Namespace, client, spec: SlideSpec, height: int, width: int,
+                   quiet: bool) -> tuple[float, float, bool]:
+    """(low, high, invert) for the whole slide: --range, or a sample of every n-th pixel."""
+    if args.range is not None:
+        return float(args.range[0]), float(args.range[1]), bool(args.invert)
+    step = max(1, math.ceil(math.sqrt(height * width / args.sample_pixels)))
+    boxes = [b.core for b in grid(height, width, args.block, 0)]
+    futures = client.map(sample, [spec] * len(boxes), boxes, [step] * len(boxes), pure=False)
+    parts = []
+    with tqdm(total=len(boxes), unit="block", desc="statistics", disable=quiet) as bar:
+        for future in as_completed(futures):
+            parts.append(future.result())
+            future.release()
+            bar.update()
+    values = np.concatenate(parts)
+    low, high, invert = statistics(values[:, None, :])
+    return low, high, invert if args.invert is None else bool(args.invert)
+
+
+def _segment(args: argparse.Namespace, client, task: Task, outputs: _Outputs, model_version: str,
+             quiet: bool) -> tuple[int, int, int]:
+    """Every block → the partial files. Returns (nuclei, blocks, nuclei cut at a block edge)."""
+    blocks = grid(task.height, task.width, args.block, args.overlap)
+    columns = math.ceil(task.width / args.block)
+    workers = max(1, len(client.scheduler_info()["workers"]))
+    # Blocks held or in flight: a tile row needs at most two rows of blocks (its own and
+    # the next, for the nuclei of the next row that reach up into it).
+    window = 2 * columns + 2 * workers + 2
+    nuclei = pq.ParquetWriter(outputs.partial["nuclei"], NUCLEI)
+    with nuclei, open(outputs.partial["geojson"], "w", encoding="utf-8", buffering=1 << 20) as geo_file:
+        geojson = FeatureWriter(geo_file)
+
+        def emit(result: BlockResult, offset: int) -> None:
+            if result.count:
+                table = result.table
+                ids = pc.add(table.column("id"), pa.scalar(offset, pa.int32()))
+                nuclei.write_table(table.set_column(table.schema.get_field_index("id"), "id", ids))
+                for k, text in enumerate(result.features or ()):
+                    geojson.write(with_id(text, offset + k + 1))
+
+        stitcher = Stitcher(blocks, task.height, task.width, TILE, emit)
+        running = as_completed()
+        submitted = 0
+        bar = tqdm(total=len(blocks), unit="block", desc="segmenting", disable=quiet)
+
+        def wait(index: int) -> None:
+            """Until blocks 0..index are in; finished blocks are taken as they come, so
+            their nuclei are written out and do not wait in the workers' memory."""
+            nonlocal submitted
+            while stitcher.emitted <= index or running.has_ready():
+                limit = max(stitcher.lowest_held() + window, index + 1)
+                while submitted < min(limit, len(blocks)):
+                    running.add(client.submit(segment_block, blocks[submitted], task, pure=False,
+                                              priority=len(blocks) - submitted))
+                    submitted += 1
+                future = next(running)
+                result = future.result()  # a worker's error (a corrupt block) stops the job here
+                future.release()
+                stitcher.add(result)
+                bar.update()
+                bar.set_postfix(nuclei=stitcher.total, refresh=False)
+
+        try:
+            with tifffile.TiffWriter(outputs.partial["labels"], bigtiff=True, ome=True) as tiff:
+                tiff.write(stitcher.tiles(wait), shape=(task.height, task.width), dtype=np.uint32,
+                           tile=(TILE, TILE), compression="zlib", compressionargs={"level": 1},
+                           maxworkers=1, metadata={"axes": "YX", "Name": f"{Path(task.slide.path).name} labels"},
+                           software=f"nuclei-batch, model {model_version}")
+        finally:
+            bar.close()
+        geojson.close()
+    return stitcher.total, len(blocks), stitcher.cut
+
+
+def run_slide(args: argparse.Namespace, connect) -> int:
+    """The slide job; `connect(args)` gives the Dask client. Exit status 0 or 1."""
+    for name in ("distributed.worker", "distributed.scheduler", "distributed.nanny"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)  # one line on failure, not tracebacks
+    start = time.perf_counter()
+    # Multiples of the network's stride: every block then sees the slide on the same pixel
+    # grid, and a nucleus seen by two blocks is segmented the same way by both.
+    if args.block < 64 or args.overlap < 0 or args.block % 16 or args.overlap % 16:
+        print("nuclei-batch: --block (at least 64) and --overlap must be multiples of 16", file=sys.stderr)
+        return 2
+    if args.range is not None and not args.range[0] < args.range[1]:
+        print("nuclei-batch: --range LOW HIGH needs LOW < HIGH", file=sys.stderr)
+        return 2
+    source = args.source
+    spec = SlideSpec(os.path.abspath(source), args.channel)
+    try:
+        slide = open_slide(spec)
+    except SlideError as exc:
+        print(f"nuclei-batch: {source}: {exc}", file=sys.stderr)
+        return 1
+    height, width = slide.height, slide.width
+    model_path = str(Path(args.model).resolve())
+    model_version = load_card(Path(model_path)).version
+    outputs = _Outputs(Path(args.out), stem(source))
+    outputs.started(source)
+    try:
+        with connect(args) as client:
+            low, high, invert = _normalisation(args, client, spec, height, width, args.quiet)
+            task = Task(spec, model_path, args.threads, low, high, invert, height, width, TILE)
+            count, blocks, cut = _segment(args, client, task, outputs, model_version, args.quiet)
+    except (Exception, KeyboardInterrupt) as exc:
+        message = str(exc).replace("\n", " ") or type(exc).__name__
+        if not isinstance(exc, SlideError | KeyboardInterrupt):
+            message = f"{type(exc).__name__}: {message}"
+        outputs.failed(source, message)
+        print(f"nuclei-batch: {source}: {message}", file=sys.stderr)
+        return 1
+    seconds = time.perf_counter() - start
+    images = TableWriter(str(outputs.partial["images"]), IMAGES)
+    images.write([{"path": spec.path, "width": width, "height": height, "count": count, "status": "ok",
+                   "error": "", "model_version": model_version, "seconds": round(seconds, 3)}])
+    images.close()
+    outputs.done()
+    if cut:
+        print(f"nuclei-batch: warning: {cut} nuclei reached the edge of their block's overlap and may be cut; "
+              f"raise --overlap (now {args.overlap}) above twice the largest nucleus", file=sys.stderr)
+    print(f"{count} nuclei in {width}×{height} pixels ({blocks} blocks, normalised {low:g}–{high:g}"
+          f"{', inverted' if invert else ''}) in {seconds:.0f} s, {height * width / seconds / 1e6:.2f} MP/s; "
+          f"results in {args.out}", file=sys.stderr)
+    return 0
+
