@@ -12,5 +12,5 @@ One huge image (a slide, a mosaic, a zarr array) goes block by block instead:
     slideio     lazy reads of TIFF/BigTIFF/OME-TIFF regions and zarr arrays
     blocks      the block grid and what a worker runs for one block
     stitch      the blocks' nuclei, each kept once, into label tiles with slide-wide ids
-    slidebench  synthetic slides and the memory benchmark (`python -m batch.slidebench`)
+    synthetic   slides made of the real samples, for the tests and `python -m bench.slides`
 """

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -82,30 +83,36 @@ class Server:
         return self.proc.returncode
 
 
-@contextmanager
-def serve(
+def start(
     env: Mapping[str, object] | None = None,
     *,
+    log_path: Path,
     command: Sequence[str] | None = None,
-    log_path: Path | None = None,
+    port: int | None = None,
     timeout_s: float = 120.0,
     poll_s: float = 0.01,
-) -> Iterator[Server]:
-    """`python -m app` (or `command`) on a free 127.0.0.1 port, ready when this yields; stopped
-    on exit. Its output goes to `log_path` (a temporary file when None)."""
+) -> Server:
+    """`python -m app` (or `command`) on 127.0.0.1:`port` (a free one when None), ready when
+    this returns; the caller stops it. Its output goes to `log_path`."""
+    port = port or free_port()
+    child_env = server_env(env) | {"HOST": "127.0.0.1", "PORT": str(port)}
+    with log_path.open("ab") as out:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(
+            list(command or [sys.executable, "-m", "app"]), cwd=ROOT, env=child_env,
+            stdout=out, stderr=subprocess.STDOUT)
+    server = Server(f"http://127.0.0.1:{port}", proc, log_path, 0.0)
+    wait_until_ready(proc, server.url, log_path, timeout_s, poll_s)
+    server.ready_s = time.perf_counter() - t0
+    return server
+
+
+@contextmanager
+def serve(env: Mapping[str, object] | None = None, *, log_path: Path | None = None, **options: Any) -> Iterator[Server]:
+    """`start`, stopped on exit; the log goes to a temporary file when `log_path` is None."""
     with tempfile.TemporaryDirectory(prefix="nuclei-server-") as tmp:
-        log = Path(log_path or Path(tmp) / "server.log")
-        port = free_port()
-        child_env = server_env(env) | {"HOST": "127.0.0.1", "PORT": str(port)}
-        with log.open("ab") as out:
-            t0 = time.perf_counter()
-            proc = subprocess.Popen(
-                list(command or [sys.executable, "-m", "app"]), cwd=ROOT, env=child_env,
-                stdout=out, stderr=subprocess.STDOUT)
-        server = Server(f"http://127.0.0.1:{port}", proc, log, 0.0)
+        server = start(env, log_path=Path(log_path or Path(tmp) / "server.log"), **options)
         try:
-            wait_until_ready(proc, server.url, log, timeout_s, poll_s)
-            server.ready_s = time.perf_counter() - t0
             yield server
         finally:
             server.stop()

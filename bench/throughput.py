@@ -18,7 +18,7 @@ import time
 import zipfile
 from pathlib import Path
 
-from bench.proc import descendants, peak_rss_mb
+from bench.proc import descendants, peak_rss_mb, rss_mb
 from bench.server import ROOT, serve
 
 DATA = ROOT.parent / "shared" / "datasets" / "dsb2018" / "stage1_train.zip"
@@ -56,14 +56,16 @@ class TreePeak:
 
     def __init__(self, *roots: int) -> None:
         self.roots, self.peaks, self._stop = roots, {}, threading.Event()
+        self.at_once = 0.0  # the largest sum of the tree's current RSS seen in one sample
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
 
     def _sample(self) -> None:
         while not self._stop.wait(0.1):
-            for root in self.roots:
-                for pid in (root, *descendants(root)):
-                    self.peaks[pid] = max(self.peaks.get(pid, 0.0), peak_rss_mb(pid))
+            pids = [pid for root in self.roots for pid in (root, *descendants(root))]
+            for pid in pids:
+                self.peaks[pid] = max(self.peaks.get(pid, 0.0), peak_rss_mb(pid))
+            self.at_once = max(self.at_once, sum(rss_mb(pid) for pid in pids))
 
     def stop(self) -> float:
         self._stop.set()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import select
 import signal
@@ -21,16 +20,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.config import Settings
-from bench.server import free_port, wait_until_ready
+from bench.server import free_port, start
+from bench.server import server_env as bench_server_env
 from tests.conftest import GOOD, MODEL, ROOT, crop, png_bytes, upload
 
 
 def server_env(**settings: object) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
-    env.update(HOST="127.0.0.1", PORT=str(free_port()), LOG_LEVEL="warning")
-    env.update({k.upper(): str(v) for k, v in settings.items()})
-    return env
+    """The environment of a `python -m app` run to completion (start-up failures)."""
+    return bench_server_env({"host": "127.0.0.1", "port": free_port(), "log_level": "warning", **settings})
 
 
 @pytest.mark.parametrize("damage", ["missing", "bytes changed", "not ONNX, card agrees"])
@@ -81,12 +78,9 @@ sys.exit(main())
 
 
 def start_server(log: Path, delay_s: float = 0.0, **settings: object) -> tuple[subprocess.Popen, str]:
-    env = server_env(**settings)
-    command = [sys.executable, "-c", SLOW_SERVER, str(delay_s)] if delay_s else [sys.executable, "-m", "app"]
-    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{env['PORT']}"
-    wait_until_ready(proc, url, log, timeout_s=60, poll_s=0.1)
-    return proc, url
+    command = [sys.executable, "-c", SLOW_SERVER, str(delay_s)] if delay_s else None
+    server = start({"log_level": "warning", **settings}, command=command, log_path=log, timeout_s=60, poll_s=0.1)
+    return server.proc, server.url
 
 
 def stop(proc: subprocess.Popen) -> None:

@@ -23,9 +23,9 @@ from shapely.geometry import shape
 from batch.blocks import _kept, grid, pack, sample
 from batch.cli import main, parse_args
 from batch.slide import TILE, wants_slide_mode
-from batch.slidebench import dark_grey
 from batch.slideio import SlideSpec, open_slide
 from batch.stitch import Stitcher
+from batch.synthetic import dark_grey
 from nuclei.normalize import normalize, normalize_with, statistics
 from nuclei.postprocess import relabel
 from tests.conftest import ROOT, SAMPLE_NAMES, read_sample

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.server import free_port, server_env, wait_until_ready
+from bench.server import free_port, start
 from client import Client, ClientError
 from tests.conftest import ROOT, SAMPLE_NAMES, png_bytes, read_sample
 
@@ -21,11 +21,8 @@ SUMMARY = "path,width,height,count,status,error,model_version,seconds"
 
 
 def start_server(port: int, log: Path) -> subprocess.Popen:
-    with log.open("ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "app"], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                env=server_env({"host": "127.0.0.1", "port": port}))
-    wait_until_ready(proc, f"http://127.0.0.1:{port}", log, timeout_s=120)
-    return proc
+    """A server on a given port, so a restarted one is where the client looks."""
+    return start(log_path=log, port=port).proc
 
 
 def image_folder(root: Path, copies: int) -> list[Path]:
