@@ -201,6 +201,16 @@ def _boxes(labels: np.ndarray) -> dict[int, tuple[int, int, int, int]]:
     return {int(k): (int(a), int(b) + 1, int(c), int(e) + 1) for k, a, b, c, e in zip(ids, y0, y1, x0, x1, strict=True)}
 
 
+def _measured_boxes(rows: Mapping[int, Mapping[str, Any]]) -> dict[int, tuple[int, int, int, int]]:
+    """The boxes `nuclei.measure` already found, in `_boxes`' form; {} when a row lacks one,
+    so `features` does not scan the labels a second time for what the rows hold."""
+    keys = ("bbox_x", "bbox_y", "bbox_width", "bbox_height")
+    if not rows or not all(all(k in r for k in keys) for r in rows.values()):
+        return {}
+    return {k: (int(r["bbox_y"]), int(r["bbox_y"]) + int(r["bbox_height"]), int(r["bbox_x"]),
+                int(r["bbox_x"]) + int(r["bbox_width"])) for k, r in rows.items()}
+
+
 def _numbers(row: Mapping[str, Any]) -> dict[str, float | int]:
     """QuPath measurements are numbers: booleans become 0/1; NaN and text are left out."""
     out: dict[str, float | int] = {}
@@ -229,7 +239,7 @@ def features(labels: np.ndarray, measurements: Iterable[Mapping[str, Any]] | Non
     `measurements`: rows with an `id` (e.g. `nuclei.measure.measure(labels, image)`), put in
     each feature's `properties.measurements`; without them a feature measures its `id`."""
     rows = {int(r["id"]): r for r in measurements} if measurements is not None else {}
-    for label, (y0, y1, x0, x1) in sorted(_boxes(labels).items()):
+    for label, (y0, y1, x0, x1) in sorted((_measured_boxes(rows) or _boxes(labels)).items()):
         geom = geometry(labels[y0:y1, x0:x1] == label, (x0 + offset[0], y0 + offset[1]))
         if geom is not None:
             yield feature(geom, rows.get(label, {"id": label}), classification)
