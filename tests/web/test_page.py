@@ -16,6 +16,7 @@ import httpx
 import numpy as np
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from playwright.sync_api import expect
 
 from app import webpage
 from tests.web.conftest import API_KEY
@@ -77,14 +78,15 @@ def test_one_image_count_outlines_table_downloads(page, server) -> None:
     page.wait_for_function("() => document.querySelector('[data-testid=count]').textContent !== '–'")
     assert int(count.text_content()) == expected > 0
     canvas = page.get_by_test_id("canvas")
-    assert canvas.get_attribute("data-outlines") == str(expected)
+    # the outlines are drawn once the browser has decoded the image, a moment after the count
+    expect(canvas).to_have_attribute("data-outlines", str(expected))
     with_outlines = canvas.evaluate(OUTLINE_PIXELS)
     assert with_outlines > 20 * expected  # each nucleus ringed in green
-    assert page.get_by_text(re.compile(r"1/1 images · [\d.]+ images/s")).is_visible()
+    expect(page.get_by_text(re.compile(r"1/1 images · [\d.]+ images/s"))).to_be_visible()
 
     # the measurements table: one row per nucleus, sorted by a click on a heading
     rows = page.locator("[data-testid=measurements] tbody tr")
-    assert rows.count() == expected
+    expect(rows).to_have_count(expected)
     area_column = page.locator("[data-testid=measurements] thead th").all_text_contents().index("area")
 
     def areas() -> list[float]:
