@@ -13,21 +13,57 @@ import numpy as np
 IOU_THRESHOLDS = np.arange(0.5, 1.0, 0.05)
 
 
-def iou_matrix(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """IoU of every ground-truth nucleus (rows) with every predicted one (columns)."""
+def overlap_matrix(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Pixels shared by every label pair, background (label 0) included as row and column 0.
+
+    Row sums are the true nuclei's areas, column sums the predicted ones'.
+    """
     n_true, n_pred = int(truth.max()), int(pred.max())
-    if n_true == 0 or n_pred == 0:
-        return np.zeros((n_true, n_pred))
     # Joint histogram of label pairs gives every intersection in one pass.
-    inter = np.bincount(
+    return np.bincount(
         truth.ravel().astype(np.int64) * (n_pred + 1) + pred.ravel(),
         minlength=(n_true + 1) * (n_pred + 1),
     ).reshape(n_true + 1, n_pred + 1)
-    area_true = inter.sum(axis=1)[1:, None]
-    area_pred = inter.sum(axis=0)[None, 1:]
-    inter = inter[1:, 1:]
-    union = area_true + area_pred - inter
-    return inter / np.maximum(union, 1)
+
+
+def _areas(overlap: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(intersections, true areas as a column, predicted areas as a row) of nuclei only."""
+    return overlap[1:, 1:], overlap.sum(axis=1)[1:, None], overlap.sum(axis=0)[None, 1:]
+
+
+def _iou(overlap: np.ndarray) -> np.ndarray:
+    inter, area_true, area_pred = _areas(overlap)
+    return inter / np.maximum(area_true + area_pred - inter, 1)
+
+
+def iou_matrix(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """IoU of every ground-truth nucleus (rows) with every predicted one (columns)."""
+    return _iou(overlap_matrix(truth, pred))
+
+
+def merges_and_splits(truth: np.ndarray, pred: np.ndarray) -> tuple[int, int]:
+    """(merged, split): true nuclei left unmatched at IoU 0.5 by a merge or by a split.
+
+    They say why a nucleus counts as a false negative in AP@0.5, so merged + split ≤ FN.
+    With inter[i, j] the pixels shared by true nucleus i and predicted nucleus j:
+
+    - true i lies **in** prediction j when inter[i, j] > area(i) / 2, and prediction j lies
+      in true i when inter[i, j] > area(j) / 2 (each nucleus lies in at most one other);
+    - a **merge** is a prediction that ≥ 2 true nuclei lie in; every one of those true
+      nuclei with no prediction at IoU > 0.5 is a *merged* true nucleus (two equal touching
+      nuclei found as one: 2; a large and a small one: the large may still match, 1);
+    - a true nucleus is *split* when ≥ 2 predictions lie in it, none matches it at
+      IoU > 0.5 and it is not merged (one nucleus found as two halves: 1).
+    """
+    overlap = overlap_matrix(truth, pred)
+    inter, area_true, area_pred = _areas(overlap)
+    true_in_pred = 2 * inter > area_true
+    pred_in_true = 2 * inter > area_pred
+    unmatched = ~(_iou(overlap) > 0.5).any(axis=1)
+    in_merge = (true_in_pred & (true_in_pred.sum(axis=0) >= 2)).any(axis=1)
+    in_split = pred_in_true.sum(axis=1) >= 2
+    merged = in_merge & unmatched
+    return int(merged.sum()), int((in_split & unmatched & ~merged).sum())
 
 
 def counts_at(iou: np.ndarray, threshold: float) -> tuple[int, int, int]:
@@ -60,6 +96,8 @@ class ImageScores:
     dice: float
     n_true: int
     n_pred: int
+    merged: int  # true nuclei lost to merges at IoU 0.5, see `merges_and_splits`
+    split: int  # true nuclei lost to splits at IoU 0.5
 
 
 def score_image(truth: np.ndarray, pred: np.ndarray) -> ImageScores:
@@ -72,6 +110,7 @@ def score_image(truth: np.ndarray, pred: np.ndarray) -> ImageScores:
     t, p = truth > 0, pred > 0
     inter, union = int((t & p).sum()), int((t | p).sum())
     total = int(t.sum() + p.sum())
+    merged, split = merges_and_splits(truth, pred)
     return ImageScores(
         dsb_score=dsb_score(truth, pred),
         ap_50=ap_50,
@@ -80,4 +119,6 @@ def score_image(truth: np.ndarray, pred: np.ndarray) -> ImageScores:
         dice=2 * inter / total if total else 1.0,
         n_true=iou.shape[0],
         n_pred=iou.shape[1],
+        merged=merged,
+        split=split,
     )

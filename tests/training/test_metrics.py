@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from training.metrics import dsb_score, iou_matrix, score_image
+from training.metrics import dsb_score, iou_matrix, merges_and_splits, score_image
 
 
 def two_nuclei() -> np.ndarray:
@@ -58,3 +58,62 @@ def test_empty_ground_truth():
     truth = np.zeros((20, 20), np.int32)
     assert dsb_score(truth, np.zeros_like(truth)) == 1.0  # nothing to find, nothing found
     assert dsb_score(truth, two_nuclei()) == 0.0  # every prediction is a false positive
+
+
+def touching_pair() -> np.ndarray:
+    """Two 6×6 nuclei side by side, sharing an edge."""
+    labels = np.zeros((10, 16), np.int32)
+    labels[2:8, 2:8] = 1
+    labels[2:8, 8:14] = 2
+    return labels
+
+
+def test_perfect_prediction_has_no_merges_or_splits():
+    truth = touching_pair()
+    assert merges_and_splits(truth, truth) == (0, 0)
+    s = score_image(truth, truth)
+    assert (s.merged, s.split) == (0, 0)
+
+
+def test_two_touching_nuclei_found_as_one_are_two_merged():
+    truth = touching_pair()
+    pred = (truth > 0).astype(np.int32)  # IoU 0.5 with each: neither matches
+    assert merges_and_splits(truth, pred) == (2, 0)
+    assert score_image(truth, pred).merged == 2
+
+
+def test_one_nucleus_found_as_two_halves_is_one_split():
+    truth = (touching_pair() > 0).astype(np.int32)
+    pred = touching_pair()
+    assert merges_and_splits(truth, pred) == (0, 1)
+    assert score_image(truth, pred).split == 1
+
+
+def test_only_nuclei_the_merge_costs_a_match_count():
+    truth = np.zeros((10, 20), np.int32)
+    truth[2:8, 2:14] = 1  # 72 px
+    truth[2:8, 14:17] = 2  # 18 px: the merged prediction still matches nucleus 1 (IoU 0.8)
+    pred = (truth > 0).astype(np.int32)
+    assert merges_and_splits(truth, pred) == (1, 0)
+
+
+def test_a_small_fragment_beside_a_matched_nucleus_is_no_split():
+    truth = np.zeros((10, 20), np.int32)
+    truth[2:8, 2:18] = 1
+    pred = np.zeros_like(truth)
+    pred[2:8, 2:15] = 1  # IoU 0.81: matched; the fragment is a false positive
+    pred[2:8, 15:18] = 2
+    assert merges_and_splits(truth, pred) == (0, 0)
+
+
+def test_overlap_below_half_is_neither_merge_nor_split():
+    truth = touching_pair()
+    pred = np.zeros_like(truth)
+    pred[2:8, 5:11] = 1  # half of each true nucleus: not more than half
+    assert merges_and_splits(truth, pred) == (0, 0)
+
+
+def test_empty_images_have_no_merges_or_splits():
+    empty = np.zeros((10, 16), np.int32)
+    assert merges_and_splits(empty, touching_pair()) == (0, 0)
+    assert merges_and_splits(touching_pair(), empty) == (0, 0)
