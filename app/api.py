@@ -17,6 +17,7 @@ from app.admission import InferenceTimeout, Overloaded
 from app.deps import AdmissionDep, Authorized, MetricsDep, SegmenterDep, SettingsDep
 from app.schemas import (
     BUSY,
+    DIAMETER,
     MEDIA_SCHEMAS,
     NOT_LOADED,
     ErrorBody,
@@ -30,6 +31,7 @@ from nuclei.encode import MEDIA_TYPES, OutputFormat, TooManyNucleiError, image_i
 from nuclei.imageio import ImageError, ImageTooLargeError, PlaneError, UnsupportedImageError
 from nuclei.normalize import ChannelError
 from nuclei.pipeline import segment_bytes
+from nuclei.scale import DiameterError
 
 log = logging.getLogger("app")
 router = APIRouter()
@@ -38,7 +40,8 @@ router = APIRouter()
 SEGMENT_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": " ".join(f"`{f.value}`: {describe_format(f)}." for f in OutputFormat) + (
-            " The header `X-Nuclei-Count` gives the number of nuclei in every format."),
+            " The header `X-Nuclei-Count` gives the number of nuclei in every format, "
+            "`X-Nucleus-Diameter` the median nucleus diameter (px) segmented at: `diameter` or the estimate."),
         "model": SegmentationRLE,  # application/json, by reference to components.schemas
         "content": {media: {"schema": MEDIA_SCHEMAS.get(media, {})}
                     for media in dict.fromkeys(MEDIA_TYPES.values()) if media != "application/json"},
@@ -48,7 +51,8 @@ SEGMENT_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorBody, "description": "upload over MAX_UPLOAD_BYTES or image over MAX_PIXELS"},
     415: {"model": ErrorBody, "description": "not PNG, JPEG, TIFF or BMP (GIF included), or over 4 channels"},
     422: {"model": ErrorBody, "description": (
-        "bad parameters (format, threshold, missing file), or more nuclei than format=labels can number")},
+        "bad parameters (format, threshold, diameter out of range, missing file), or more nuclei "
+        "than format=labels can number")},
     503: {"model": ErrorBody, "description": "queue full or model not ready: retry after Retry-After"},
     504: {"model": ErrorBody, "description": "inference exceeded REQUEST_TIMEOUT_S"},
 }
@@ -76,10 +80,12 @@ def attachment(filename: str | None, extension: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name)}"
 
 
-def provenance(info: dict[str, str], count: int) -> dict[str, str]:
-    """On every /segment response, whatever the format: which model found how many nuclei."""
+def provenance(info: dict[str, str], count: int, diameter: float) -> dict[str, str]:
+    """On every /segment response, whatever the format: which model found how many nuclei,
+    and at which nucleus size."""
     return {"X-Model-Name": info["name"], "X-Model-Version": info["version"],
-            "X-Model-Sha256": info["sha256"], "X-Nuclei-Count": str(count)}
+            "X-Model-Sha256": info["sha256"], "X-Nuclei-Count": str(count),
+            "X-Nucleus-Diameter": f"{diameter:.1f}"}
 
 
 @router.post("/segment", response_model=None, responses=SEGMENT_RESPONSES,
@@ -106,17 +112,19 @@ async def segment(
     pixel_size: Annotated[float | None, Query(gt=0, lt=1000, allow_inf_nan=False, description=(
         "µm per pixel, for the _um columns of format=measurements; default: the TIFF's "
         "resolution tags when it has them"))] = None,
+    diameter: Annotated[float | None, Query(gt=0, allow_inf_nan=False, description=DIAMETER)] = None,
 ) -> Response:
     async with admission.slot():
         data = await file.read()
         result = await admission.run(lambda: segment_bytes(
             segmenter, data, output_format=format, filename=file.filename,
             max_pixels=settings.max_pixels, threshold=threshold, page=page, channel=channel,
-            pixel_size_um=pixel_size))
+            pixel_size_um=pixel_size, diameter=diameter))
     request.state.image_size = f"{result.width}x{result.height}"
     request.state.nuclei = result.count
     metrics.record_image(result.height, result.width, result.count)
-    headers = provenance(segmenter.info, result.count) | {"X-Image-Plane": result.plane.describe()}
+    headers = provenance(segmenter.info, result.count, result.diameter) | {
+        "X-Image-Plane": result.plane.describe()}
     if format is OutputFormat.csv:
         headers["Content-Disposition"] = attachment(file.filename, "csv")
     return Response(result.body, media_type=result.media_type, headers=headers)
@@ -161,6 +169,7 @@ def install_error_handlers(app: FastAPI) -> None:
     statuses: list[tuple[type[Exception], int]] = [
         (ImageTooLargeError, 413), (UnsupportedImageError, 415), (ChannelError, 415),
         (ImageError, 400), (TooManyNucleiError, 422), (PlaneError, 422),
+        (DiameterError, 422),
     ]
     for exc_type, status in statuses:
         app.add_exception_handler(exc_type, lambda _r, e, s=status: _error(s, str(e)))

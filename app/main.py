@@ -32,9 +32,9 @@ from nuclei.card import CardError, ModelCard
 from nuclei.segmenter import Segmenter
 
 log = logging.getLogger("app")
-# Response headers a browser script on another origin may read (provenance, count, plane).
-EXPOSED_HEADERS = ("X-Nuclei-Count", "X-Model-Name", "X-Model-Version", "X-Model-Sha256", "X-Image-Plane",
-                   "Retry-After", "Content-Disposition")
+# Response headers a browser script on another origin may read (provenance, count, size, plane).
+EXPOSED_HEADERS = ("X-Nuclei-Count", "X-Nucleus-Diameter", "X-Model-Name", "X-Model-Version", "X-Model-Sha256",
+                   "X-Image-Plane", "Retry-After", "Content-Disposition")
 
 DESCRIPTION = """
 Upload a microscope image, get its nuclei back: as a mask (`format=png`), a 16-bit label

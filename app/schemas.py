@@ -13,9 +13,11 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from app.config import Settings
+from nuclei.card import DEFAULT_SCALE
 from nuclei.encode import MEDIA_TYPES, OutputFormat
 from nuclei.imageio import encode_png
 from nuclei.pipeline import segment_bytes
+from nuclei.scale import DiameterError, Sized, check
 
 log = logging.getLogger("app")
 
@@ -71,6 +73,8 @@ class SegmentationRLE(BaseModel):
     count: int = Field(description="number of nuclei")
     mask_rle: str = Field(description="RLE of the union of all nuclei (the format=png mask)")
     instances: list[Instance]
+    diameter: float | None = Field(description=(
+        "median nucleus diameter (px) the image was segmented at: `diameter` or the estimate"))
     model: ModelInfo
 
 
@@ -93,6 +97,26 @@ NOT_LOADED = "model not loaded yet"  # app.deps and /ready
 UNAUTHORIZED = "missing or wrong API key: send 'Authorization: Bearer <key>'"  # app.deps
 
 
+DIAMETER = (
+    "Median nucleus diameter in pixels, for nuclei far from the model's training size (40×/63× "
+    "objectives): the image is resized so that its nuclei have the training diameter (the model "
+    "card's `scale.diameter`, GET /model), segmented, and the labels are mapped back to full "
+    "resolution. Default: estimated from a first pass; the image is resized only when the "
+    "estimate is outside the card's `scale.low`..`scale.high`, so ordinary images cost one pass. "
+    "The value used or estimated comes back in the header `X-Nucleus-Diameter` (and as `diameter` "
+    "in format=rle). A value the model cannot rescale to its training size (1/4 to 8 times it), "
+    "or one that would enlarge the image past MAX_PIXELS: 422.")
+
+
+def diameter_detail(diameter: float) -> str:
+    """The 422 detail of an out-of-range `diameter`, as nuclei.scale words it."""
+    try:
+        check(diameter, DEFAULT_SCALE, (1, 1), None)
+    except DiameterError as exc:
+        return str(exc)
+    return f"diameter {diameter:g}"
+
+
 def timeout_detail(limit_s: float) -> str:
     return f"segmentation took longer than the {limit_s:g} s limit"
 
@@ -108,10 +132,10 @@ class _OneNucleus:
     def __init__(self, info: dict[str, str]) -> None:
         self.info = info
 
-    def segment(self, image: np.ndarray, threshold: float | None = None) -> np.ndarray:
+    def segment_sized(self, image: np.ndarray, *_args: object, **_kwargs: object) -> Sized:
         labels = np.zeros(image.shape[:2], np.int32)
         labels[1:3, 1:3] = 1
-        return labels
+        return Sized(labels, 2.3, 1.0)  # 2.3: the equivalent diameter of 4 pixels
 
 
 EXAMPLE_IMAGE = np.array([[10, 10, 10, 10], [10, 200, 220, 10], [10, 210, 230, 10]], np.uint8)
@@ -166,6 +190,7 @@ def segment_examples(settings: Settings, model: dict[str, str]) -> dict[str, dic
             channels="5-channel images are not supported (grey, RGB or RGBA only)"),
         "422": _examples(
             threshold="threshold: Input should be less than or equal to 1",
+            diameter=diameter_detail(1000),
             format=f"format: Input should be {format_choices()}",
             file="file: Field required",
             labels="70000 nuclei do not fit a 16-bit label image; use format=rle"),

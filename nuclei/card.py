@@ -62,6 +62,21 @@ class Training(_Section):
     settings: dict[str, Any] = {}
 
 
+class Scale(_Section):
+    """The nucleus size the model was trained at, in pixels of median equivalent diameter
+    (`training diameters` measures it on the training split). Images whose nuclei fall
+    outside [low, high] are rescaled to `diameter` before segmenting (nuclei.scale)."""
+
+    diameter: float = Field(gt=0, description="median over training images of their median diameter")
+    low: float = Field(gt=0, description="smaller nuclei than this are upscaled")
+    high: float = Field(gt=0, description="larger nuclei than this are downscaled")
+    description: str = ""
+
+
+# For a card written before `scale` existed: what `training diameters` measured on DSB2018.
+DEFAULT_SCALE = Scale(diameter=18.3, low=8.5, high=59.2)
+
+
 class ModelCard(_Section):
     """Field order is the order on disk, so `save(load(x))` rewrites the same bytes."""
 
@@ -80,11 +95,17 @@ class ModelCard(_Section):
     metrics: dict[str, Any] = {}
     postprocess_tuning: dict[str, Any] | None = None
     derived: dict[str, Any] | None = None
+    scale: Scale | None = None
 
     @property
     def info(self) -> dict[str, str]:
         """What identifies the model in every response."""
         return {"name": self.name, "version": self.version, "sha256": self.sha256}
+
+    @property
+    def nucleus_scale(self) -> Scale:
+        """The card's `scale`, or DEFAULT_SCALE for a card that predates it."""
+        return self.scale or DEFAULT_SCALE
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)

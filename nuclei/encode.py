@@ -49,6 +49,7 @@ class Segmentation:
     info: dict[str, str]  # the model: `ModelCard.info`
     filename: str | None = None
     pixel_size_um: float | None = None
+    diameter: float | None = None  # median nucleus diameter (px) segmented at
 
     @property
     def count(self) -> int:
@@ -73,7 +74,7 @@ def labels_png(labels: np.ndarray) -> bytes:
     return encode_png(labels.astype(np.uint16))
 
 
-def rle_document(labels: np.ndarray, info: dict[str, str]) -> dict[str, Any]:
+def rle_document(labels: np.ndarray, info: dict[str, str], diameter: float | None = None) -> dict[str, Any]:
     found = nuclei(labels)
     return {
         "width": int(labels.shape[1]),
@@ -85,6 +86,7 @@ def rle_document(labels: np.ndarray, info: dict[str, str]) -> dict[str, Any]:
              "centroid": list(n.centroid)}
             for n in found
         ],
+        "diameter": None if diameter is None else round(diameter, 1),
         "model": info,
     }
 
@@ -128,7 +130,7 @@ def render(seg: Segmentation, output_format: OutputFormat) -> bytes:
     if output_format is OutputFormat.labels:
         return labels_png(labels)
     if output_format is OutputFormat.rle:
-        return json.dumps(rle_document(labels, seg.info), separators=(",", ":")).encode()
+        return json.dumps(rle_document(labels, seg.info, seg.diameter), separators=(",", ":")).encode()
     if output_format is OutputFormat.measurements:
         return measurements_csv(seg).encode()
     if output_format is OutputFormat.geojson:

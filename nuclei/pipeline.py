@@ -18,6 +18,7 @@ class Result:
     width: int
     count: int
     plane: Plane
+    diameter: float  # median nucleus diameter (px) used: the one asked for, or the estimate
 
 
 def segment_bytes(
@@ -31,10 +32,15 @@ def segment_bytes(
     page: int = 0,
     channel: int | None = None,
     pixel_size_um: float | None = None,
+    diameter: float | None = None,
 ) -> Result:
-    """`pixel_size_um` overrides the TIFF's resolution tags for the µm measurements."""
+    """`pixel_size_um` overrides the TIFF's resolution tags for the µm measurements;
+    `diameter` (px) the automatic nucleus size (nuclei.scale)."""
     image, plane = decode_plane(data, max_pixels=max_pixels, page=page, channel=channel)
-    labels = segmenter.segment(image, threshold)
-    seg = Segmentation(labels, image, segmenter.info, filename, pixel_size_um or plane.pixel_size_um)
+    sized = segmenter.segment_sized(image, threshold, diameter, max_pixels=max_pixels)
+    labels = sized.labels
+    seg = Segmentation(labels, image, segmenter.info, filename, pixel_size_um or plane.pixel_size_um,
+                       sized.diameter)
     body = render(seg, output_format)
-    return Result(body, MEDIA_TYPES[output_format], labels.shape[0], labels.shape[1], seg.count, plane)
+    return Result(body, MEDIA_TYPES[output_format], labels.shape[0], labels.shape[1], seg.count, plane,
+                  sized.diameter)

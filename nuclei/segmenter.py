@@ -3,6 +3,9 @@ image to nuclei in one call.
 
     image → normalize → predict_tiled(session.run) → instances → labels
 
+`segment_sized` runs it at the scale of the model's training nuclei (nuclei.scale): the
+image is resized only when its nuclei are far from that size.
+
 Training's `evaluate`, the service and every other wing run this class, so the score in the
 model card is the score of each of them.
 """
@@ -18,8 +21,11 @@ import onnxruntime as ort
 from nuclei import card as cards
 from nuclei.card import CardError
 from nuclei.normalize import normalize
-from nuclei.postprocess import instances
+from nuclei.postprocess import Thresholds, instances
+from nuclei.scale import DiameterError, Sized, check, resize, segment_auto, to_shape
 from nuclei.tiling import predict_tiled
+
+__all__ = ["DiameterError", "Segmenter", "Sized"]
 
 OPTIMIZATION_LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -71,23 +77,48 @@ class Segmenter:
         return self.session.run(None, {self.input_name: batch})[0]
 
     def probabilities(self, image: np.ndarray, tile_size: int | None = None) -> np.ndarray:
-        """Decoded image (any size, grey/RGB/RGBA, any dtype) → HxWx2 probabilities."""
+        """Decoded image (any size, grey/RGB/RGBA, any dtype) → HxWxK probabilities."""
+        return self._predict(normalize(image), tile_size)
+
+    def _predict(self, normalised: np.ndarray, tile_size: int | None = None) -> np.ndarray:
         s = self.inference
         return predict_tiled(
-            normalize(image), self.run_batch, tile_size=tile_size or s.tile_size, overlap=s.overlap,
+            normalised, self.run_batch, tile_size=tile_size or s.tile_size, overlap=s.overlap,
             stride=self.stride, batch_size=s.batch_size)
 
-    def segment(self, image: np.ndarray, threshold: float | None = None) -> np.ndarray:
+    def segment(self, image: np.ndarray, threshold: float | None = None,
+                diameter: float | None = None) -> np.ndarray:
         """Decoded image → int32 instance labels (0 background, 1..N) of the same size.
 
         `threshold` replaces the card's foreground threshold; the seed threshold is never
         below it (see `nuclei.postprocess.Thresholds`), so raising it shrinks nuclei and can
-        also drop faint ones."""
+        also drop faint ones. `diameter`: see `segment_sized`."""
+        return self.segment_sized(image, threshold, diameter).labels
+
+    def segment_sized(self, image: np.ndarray, threshold: float | None = None,
+                      diameter: float | None = None, max_pixels: int | None = None) -> Sized:
+        """`segment`, with the median nucleus diameter (px) used and the factor the image was
+        resized by for the model. `diameter` None: estimated from a first pass. A diameter
+        this model cannot rescale to its training size, or that would enlarge the image past
+        `max_pixels`, raises DiameterError."""
         thresholds = self.thresholds
         if threshold is not None:
             thresholds = replace(thresholds, foreground=threshold)
-        return instances(self.probabilities(image), thresholds)
+        normalised = normalize(image)
+        scale = self.card.nucleus_scale
+
+        def segment_at(factor: float) -> np.ndarray:
+            resized = normalised if factor == 1 else resize(normalised, factor)
+            return self._instances(resized, thresholds)
+
+        if diameter is None:
+            return segment_auto(segment_at, normalised.shape, scale, max_pixels)
+        factor = check(diameter, scale, normalised.shape, max_pixels)
+        return Sized(to_shape(segment_at(factor), normalised.shape), float(diameter), factor)
+
+    def _instances(self, normalised: np.ndarray, thresholds: Thresholds) -> np.ndarray:
+        return instances(self._predict(normalised), thresholds)
 
     def warm_up(self) -> None:
         """One small inference so the first request does not pay for lazy initialisation."""
-        self.segment(np.zeros((64, 64), np.uint8))
+        self.segment(np.zeros((64, 64), np.uint8), diameter=self.card.nucleus_scale.diameter)

@@ -1,5 +1,5 @@
 """Score an ONNX model through the service's own pipeline (`nuclei.segmenter.Segmenter`), next
-to the Otsu baseline on the same images."""
+to the Otsu baseline on the same images, overall and per modality (`training.report`)."""
 
 from __future__ import annotations
 
@@ -17,9 +17,11 @@ from nuclei.segmenter import Segmenter
 from training.baseline import otsu_instances
 from training.data import Dataset, DatasetError
 from training.metrics import score_image
+from training.modality import LARGE_NUCLEUS_DIAMETER, modality
+from training.report import HEADLINE, by_modality, format_modality_table
+from training.scaled import scale_command
 
 log = logging.getLogger("training")
-HEADLINE = ("dsb_score", "ap_50", "pixel_accuracy", "foreground_iou", "dice")
 
 
 def evaluate(segmenter: Segmenter, dataset: Dataset, ids: list[str]) -> list[dict]:
@@ -34,7 +36,7 @@ def evaluate(segmenter: Segmenter, dataset: Dataset, ids: list[str]) -> list[dic
         base = score_image(sample.labels, otsu_instances(sample.image))
         rows.append({
             "image_id": image_id, "height": sample.image.shape[0], "width": sample.image.shape[1],
-            "seconds": round(seconds, 3),
+            "modality": modality(sample.image, sample.labels), "seconds": round(seconds, 3),
             **{f"model_{k}": v for k, v in asdict(model).items()},
             **{f"otsu_{k}": v for k, v in asdict(base).items()},
         })
@@ -81,9 +83,14 @@ def evaluate_command(args: argparse.Namespace) -> int:
     segmenter = Segmenter(args.model)
     dataset = Dataset(args.data)
     ids = resolve_ids(args.ids, segmenter, dataset)
+    if getattr(args, "scale", None):
+        return scale_command(segmenter, dataset, ids, args.scale)
     rows = evaluate(segmenter, dataset, ids)
     summary = summarize(rows)
+    modalities = by_modality(rows)
     print(f"\n{len(rows)} images ({args.ids})\n" + format_table(summary))
+    print("\nU-Net per modality (merged, split: true nuclei lost at IoU 0.5)\n"
+          + format_modality_table(modalities))
     if args.report:
         with open(args.report, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -95,6 +102,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
             "inference": segmenter.inference.model_dump(by_alias=True),
             "command": f"python -m training evaluate --model {args.model} --ids {args.ids}",
             "model": summary["model"], "baseline_otsu": summary["otsu"],
+            "by_modality": modalities, "large_nucleus_diameter_px": LARGE_NUCLEUS_DIAMETER,
             "seconds_per_image_mean": round(float(np.mean([r["seconds"] for r in rows])), 3),
         }
         cards.save(segmenter.card.model_copy(update={"metrics": metrics}), Path(args.model))

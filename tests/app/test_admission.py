@@ -17,14 +17,14 @@ from tests.conftest import GOOD, assert_serves, make_client, post
 
 def blocking_segment(monkeypatch, client, release: threading.Event, started: threading.Event) -> None:
     segmenter = client.app.state.segmenter
-    segment = segmenter.segment
+    segment = segmenter.segment_sized  # what the service calls
 
-    def slow(image, threshold=None):
+    def slow(image, *args, **kwargs):
         started.set()
         release.wait(10)
-        return segment(image, threshold)
+        return segment(image, *args, **kwargs)
 
-    monkeypatch.setattr(segmenter, "segment", slow)
+    monkeypatch.setattr(segmenter, "segment_sized", slow)
 
 
 def test_full_queue_is_503_with_retry_after_and_health_stays_fast(monkeypatch):

@@ -210,13 +210,13 @@ def test_error_examples_are_what_the_app_answers(monkeypatch):
         assert_documented(spec, client.post("/segment", headers=auth), 422)
     with make_client(request_timeout_s=0.05) as client:
         segmenter = client.app.state.segmenter
-        segment = segmenter.segment
+        segment = segmenter.segment_sized
 
-        def slow(image, threshold=None):
+        def slow(image, *args, **kwargs):
             time.sleep(0.5)
-            return segment(image, threshold)
+            return segment(image, *args, **kwargs)
 
-        monkeypatch.setattr(segmenter, "segment", slow)
+        monkeypatch.setattr(segmenter, "segment_sized", slow)
         spec = client.get("/openapi.json").json()
         assert_documented(spec, client.post("/segment", files={"file": ("x.png", small)}), 504, exact=True)
     client = make_client()  # not entered: no model yet

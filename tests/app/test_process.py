@@ -65,14 +65,14 @@ import sys, time
 from nuclei import segmenter
 from app.__main__ import main
 
-delay, segment = float(sys.argv[1]), segmenter.Segmenter.segment
+delay, segment = float(sys.argv[1]), segmenter.Segmenter.segment_sized
 
-def slow(self, image, threshold=None):
+def slow(self, image, *args, **kwargs):
     if image.shape[0] > 64:
         time.sleep(delay)
-    return segment(self, image, threshold)
+    return segment(self, image, *args, **kwargs)
 
-segmenter.Segmenter.segment = slow
+segmenter.Segmenter.segment_sized = slow
 sys.exit(main())
 """
 
