@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +27,7 @@ import onnxruntime as ort
 
 from app.config import Settings
 from app.main import load_segmenter
-from bench import anchors, inprocess, load
+from bench import anchors, inprocess, load, previous
 from bench.images import bench_images
 from bench.report import render
 from bench.server import ROOT, serve
@@ -83,6 +84,12 @@ def main(argv: list[str] | None = None) -> int:
             log(t0, f"in-process {name} {image.key}")
             results["inprocess"][name][image.key] = inprocess.measure(  # float32: no stages, to save time
                 segmenter, image, defaults.max_pixels, mode["reps"], budget, stages=name == "int8")
+
+    log(t0, f"served model against {previous.PREVIOUS['version']}: segment() side by side")
+    with tempfile.TemporaryDirectory() as folder:
+        before = load_segmenter(Settings.model_construct(model_path=previous.checkout_previous(Path(folder))))
+        results["previous"] = previous.compare(served, before, images[1:], mode["reps"], mode["budget_s"][-1])
+        del before
 
     log(t0, "anchors: matmul peak, FLOPs per pixel")
     results["peak"] = anchors.matmul_peak(threads=defaults.intra_op_threads)

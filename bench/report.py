@@ -44,6 +44,11 @@ def render(res: dict[str, Any]) -> str:
     out += _table(["model", "size", *res["stages"], "sum", "segment_bytes()", "sum ÷ segment_bytes(), of the minima",
                    "normalize+predict_tiled+instances", "segment()", "measure() (format=measurements)",
                    "measure() ÷ segment(), of the minima"], rows)
+    prev = res["previous"]
+    out += [f"## Served model {prev['served']} against {prev['previous']}: segment(), p50 ms (p95)", ""]
+    out += _table(["size", "runs", prev["served"], prev["previous"], "ratio (median of pairs)"],
+                  [[size, r["served"]["n"], _ms(r["served"]), _ms(r["previous"]), f"{r['ratio']:.3f}×"]
+                   for size, r in prev["sizes"].items()])
     keras = res["keras"]
     out += ["## Anchor: Keras predict on the same weights, p50 ms (p95)", ""]
     out += [f"Keras failed: {keras['error']}", ""] if "error" in keras else [

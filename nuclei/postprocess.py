@@ -1,10 +1,12 @@
 """Network output → instance labels: the step that turns probabilities into nuclei.
 
-The network predicts two maps: foreground (any nucleus pixel) and boundary (the rim of each
-nucleus, including the line where two nuclei touch). Confident foreground minus boundary
-leaves one blob per nucleus even where nuclei touch; these seeds are then grown back out to
-the foreground, so each nucleus regains its rim. The same function scores the model in
-training and answers requests in the service.
+The network predicts foreground (any nucleus pixel), boundary (the rim of each nucleus,
+including the line where two nuclei touch) and, from model 2.0 on, contact (only the pixels
+between two nuclei that touch or nearly touch, where chains of packed nuclei fuse). Confident
+foreground minus boundary and contact leaves one blob per nucleus even where nuclei touch;
+these seeds are then grown back out to the foreground (a seeded watershed on a flat
+landscape), so each nucleus regains its rim. The same function scores the model in training
+and answers requests in the service; models with two output channels skip the contact step.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-FOREGROUND, BOUNDARY = 0, 1
+FOREGROUND, BOUNDARY, CONTACT = 0, 1, 2
 OUTPUT_CHANNELS = {
     FOREGROUND: "foreground probability: pixel belongs to any nucleus",
     BOUNDARY: "boundary probability: pixel is on a nucleus rim or between touching nuclei",
+    CONTACT: "contact probability: pixel lies within 2 px of two different nuclei (where they touch)",
 }
+CONTACT_RADIUS = 2
 
 
 @dataclass(frozen=True)
@@ -28,22 +32,35 @@ class Thresholds:
     foreground: float = 0.5  # how far a nucleus extends
     seed: float = 0.5  # how sure a pixel must be to start a nucleus (never below `foreground`)
     boundary: float = 0.5
+    contact: float | None = None  # None: the model has no contact channel, or it is unused
     min_seed_area: int = 3
     min_area: int = 10
     max_growth: int = 12
 
 
 def targets(labels: np.ndarray) -> np.ndarray:
-    """Instance labels → the HxWx2 float32 maps the network learns (inverse of `instances`).
+    """Instance labels → the HxWx3 float32 maps the network learns (inverse of `instances`).
 
     A pixel is boundary when its 3×3 neighbourhood holds another label (background
-    included), so touching nuclei are split by a two-pixel line of boundary.
+    included), so touching nuclei are split by a two-pixel line of boundary. It is contact
+    when two different nuclei lie within `CONTACT_RADIUS` of it, background pixels in a
+    narrow gap included: the few pixels that decide whether neighbours stay apart.
     """
-    lab = labels.astype(np.float32)
+    lab = labels.astype(np.float32)  # exact up to 2**24 labels
     kernel = np.ones((3, 3), np.uint8)
     edge = cv2.dilate(lab, kernel) != cv2.erode(lab, kernel)
     foreground = labels > 0
-    return np.stack([foreground, foreground & edge], axis=-1).astype(np.float32)
+    return np.stack([foreground, foreground & edge, contact(lab)], axis=-1).astype(np.float32)
+
+
+def contact(lab: np.ndarray) -> np.ndarray:
+    """Pixels with two different non-zero labels within `CONTACT_RADIUS` (float32 labels in)."""
+    size = 2 * CONTACT_RADIUS + 1
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+    empty = np.float32(2**24)
+    highest = cv2.dilate(lab, disc)
+    lowest = cv2.erode(np.where(lab > 0, lab, empty), disc)
+    return (lowest < empty) & (highest > lowest)
 
 
 def foreground_mask(probabilities: np.ndarray, threshold: float) -> np.ndarray:
@@ -51,12 +68,14 @@ def foreground_mask(probabilities: np.ndarray, threshold: float) -> np.ndarray:
 
 
 def instances(probabilities: np.ndarray, thresholds: Thresholds) -> np.ndarray:
-    """HxWx2 probabilities → int32 HxW labels (0 background, 1..N nuclei, no gaps)."""
+    """HxWxC probabilities → int32 HxW labels (0 background, 1..N nuclei, no gaps)."""
     foreground = foreground_mask(probabilities, thresholds.foreground)
     seed_threshold = max(thresholds.seed, thresholds.foreground)
     same = seed_threshold == thresholds.foreground
     sure = foreground if same else foreground_mask(probabilities, seed_threshold)
     seeds = sure & (probabilities[..., BOUNDARY] < thresholds.boundary)
+    if thresholds.contact is not None and probabilities.shape[-1] > CONTACT:
+        seeds &= probabilities[..., CONTACT] < thresholds.contact
     count, markers = cv2.connectedComponents(seeds.astype(np.uint8), connectivity=4)
     markers = _drop_small(markers, count, thresholds.min_seed_area)
     labels = grow(markers, foreground, thresholds.max_growth)

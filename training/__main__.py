@@ -1,4 +1,4 @@
-"""Command line: python -m training {train,export,tune,quantize,evaluate} --help."""
+"""Command line: python -m training {train,export,tune,quantize,evaluate,diameters} --help."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 DEFAULT_DATA = "../shared/datasets/dsb2018/stage1_train.zip"
@@ -49,6 +50,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="share of the report's images, lowest foreground IoU first, counted hard")
     t.add_argument("--hard-weight", type=float, default=3.0,
                    help="how many times as often a hard image is drawn")
+    t.add_argument("--rare-weight", type=float, default=None,
+                   help="how much more often colour and bright-field images are drawn (default: the preset's)")
+    t.add_argument("--precision", choices=("float32", "mixed_bfloat16"), default="float32",
+                   help="Keras precision policy (bfloat16 pays only on CPUs with avx512_bf16 or AMX)")
     t.add_argument("--max-images", type=int, default=0, help="use only the first N images (smoke)")
     t.add_argument("--smoke", action="store_true",
                    help="a few steps on a few images, to check the pipeline end to end")
@@ -80,6 +85,13 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--report", default=None, help="write per-image results here (CSV)")
     v.add_argument("--update-card", action="store_true",
                    help="store the averaged metrics in the model card")
+    v.add_argument("--scale", type=float, nargs="+", default=[], metavar="N",
+                   help="also score the images enlarged N times (automatic diameter), next to native")
+
+    d = sub.add_parser("diameters", **fmt, help="measure the training nucleus size (card section 'scale')")
+    d.add_argument("--data", default=DEFAULT_DATA, help="labelled zip or folder (Kaggle layout)")
+    d.add_argument("--update-card", nargs="*", default=[], metavar="MODEL_ONNX",
+                   help="write it into these models' cards")
     return p
 
 
@@ -112,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
 
             tune(Path(args.model), args.data, args.images, args.seed)
             return 0
+        if args.command == "diameters":
+            from training.diameters import diameters_command
+
+            return diameters_command(args)
         from training.evaluate import evaluate_command
 
         return evaluate_command(args)
@@ -124,12 +140,16 @@ def _train(args: argparse.Namespace) -> int:
     from training.augment import AUGMENT_PRESETS
     from training.train import TrainConfig, train
 
+    augment = AUGMENT_PRESETS[args.augment]
+    if args.rare_weight is not None:
+        augment = replace(augment, rare_weight=args.rare_weight)
+
     cfg = TrainConfig(
         data=args.data, run_dir=args.run_dir, epochs=args.epochs,
         steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
         learning_rate=args.learning_rate, val_fraction=args.val_fraction, seed=args.seed,
         patience=args.patience, time_limit_minutes=args.time_limit, max_images=args.max_images,
-        init_weights=args.init_weights, augment=AUGMENT_PRESETS[args.augment],
+        init_weights=args.init_weights, augment=augment, precision=args.precision,
         hard_report=args.hard_report, hard_fraction=args.hard_fraction,
         hard_weight=args.hard_weight,
     )

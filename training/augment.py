@@ -1,7 +1,9 @@
 """Random crops of normalised images with their targets, varied the way DSB2018 varies.
 
 Fluorescence dominates the set (~84%), so images that were colour or bright-field before
-normalisation are drawn more often, and grey crops are sometimes tinted or inverted.
+normalisation are drawn more often, grey crops are sometimes tinted or inverted, and colour
+crops get another stain (hue and saturation shifted, channels swapped), since a lab's H&E
+rarely matches the few stained slides in the set.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ class AugmentConfig:
     tint_p: float = 0.3
     noise_p: float = 0.2
     blur_p: float = 0.1
+    stain_p: float = 0.5  # colour crops only: hue/saturation jitter
+    shuffle_p: float = 0.2  # colour crops only: RGB channels permuted
 
 
 # Later, low-learning-rate stages move closer to the unaugmented images they are scored on.
@@ -70,8 +74,23 @@ def random_crop(
     return np.ascontiguousarray(img), np.ascontiguousarray(lab)
 
 
+def jitter_stain(img: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+    """Another stain for a colour crop: hue turned, saturation scaled, channels permuted."""
+    if float(np.abs(img[..., 0] - img[..., 2]).mean()) < 0.02:  # grey: nothing to restain
+        return img
+    if rng.random() < cfg.stain_p:
+        hsv = cv2.cvtColor(np.ascontiguousarray(img, np.float32), cv2.COLOR_RGB2HSV)  # H in degrees
+        hsv[..., 0] = (hsv[..., 0] + rng.uniform(-40, 40)) % 360
+        hsv[..., 1] = np.clip(hsv[..., 1] * rng.uniform(0.6, 1.4), 0, 1)
+        img = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    if rng.random() < cfg.shuffle_p:
+        img = img[..., rng.permutation(3)]
+    return img
+
+
 def jitter_intensity(img: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
-    """Brightness, contrast, gamma, tint, inversion, noise, blur on a [0, 1] image."""
+    """Stain, brightness, contrast, gamma, tint, inversion, noise, blur on a [0, 1] image."""
+    img = jitter_stain(img, cfg, rng)
     img = img ** float(np.exp(rng.uniform(-0.5, 0.5)))
     img = img * rng.uniform(0.7, 1.3) + rng.uniform(-0.1, 0.1)
     if rng.random() < cfg.tint_p:

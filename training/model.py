@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import layers
 
 from nuclei.normalize import CHANNELS
@@ -18,10 +19,11 @@ def conv_block(x, filters: int):
     return x
 
 
-def build_unet(filters: tuple[int, ...] = (16, 32, 64, 128, 256)) -> keras.Model:
+def build_unet(filters: tuple[int, ...] = (16, 32, 64, 128, 256), outputs: int = len(OUTPUT_CHANNELS)) -> keras.Model:
     """Fully convolutional: any input whose sides divide by 2 ** (len(filters) - 1).
 
-    Output: sigmoid probabilities, one channel per entry of `OUTPUT_CHANNELS`.
+    Output: sigmoid probabilities, one channel per entry of `OUTPUT_CHANNELS` (earlier
+    models had fewer: `outputs` rebuilds them).
     """
     inputs = keras.Input((None, None, CHANNELS), name="image")
     x = inputs
@@ -35,8 +37,39 @@ def build_unet(filters: tuple[int, ...] = (16, 32, 64, 128, 256)) -> keras.Model
         x = layers.Conv2DTranspose(f, 2, strides=2, padding="same")(x)
         x = layers.Concatenate()([x, skip])
         x = conv_block(x, f)
-    outputs = layers.Conv2D(len(OUTPUT_CHANNELS), 1, activation="sigmoid", name="probabilities")(x)
-    return keras.Model(inputs, outputs, name="nuclei_unet")
+    # float32 output even under a mixed-precision policy: the sigmoid and the loss need it
+    probabilities = layers.Conv2D(outputs, 1, activation="sigmoid", name="probabilities", dtype="float32")(x)
+    return keras.Model(inputs, probabilities, name="nuclei_unet")
+
+
+def warm_start(model: keras.Model, weights: str, filters: tuple[int, ...]) -> None:
+    """Load weights saved from a model with the same body and maybe fewer output channels
+    (1.3.0 had two): the body is copied as is, the known output channels too, and each new
+    channel starts as a copy of the last old one (boundary, the nearest kin of contact)."""
+    try:
+        model.load_weights(weights)
+        return
+    except ValueError:
+        pass
+    old_outputs = None
+    for n in range(1, len(OUTPUT_CHANNELS)):
+        try:
+            old = build_unet(filters, outputs=n)
+            old.load_weights(weights)
+            old_outputs = n
+            break
+        except ValueError:
+            continue
+    if old_outputs is None:
+        raise ValueError(f"{weights} does not fit this U-Net ({filters}) with 1..{len(OUTPUT_CHANNELS)} outputs")
+    for new_layer, old_layer in zip(model.layers, old.layers, strict=True):
+        values = old_layer.get_weights()
+        if new_layer.name == "probabilities":
+            kernel, bias = values
+            extra = model.output_shape[-1] - old_outputs
+            values = [np.concatenate([kernel] + [kernel[..., -1:]] * extra, axis=-1),
+                      np.concatenate([bias] + [bias[-1:]] * extra)]
+        new_layer.set_weights(values)
 
 
 def stride(filters: tuple[int, ...]) -> int:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from nuclei import card as cards
-from nuclei.postprocess import Thresholds, instances
+from nuclei.postprocess import CONTACT, Thresholds, instances
 from nuclei.segmenter import Segmenter
 from training.data import Dataset
 from training.metrics import dsb_score
@@ -23,6 +23,11 @@ GRID = {
     "boundary": (0.3, 0.5),
     "min_area": (10, 20),
 }
+CONTACT_GRID = (None, 0.3, 0.5, 0.7)  # only for models with a contact channel
+
+
+def grid(outputs: int) -> dict[str, tuple]:
+    return {**GRID, "contact": CONTACT_GRID} if outputs > CONTACT else dict(GRID)
 
 
 def tune(model: Path, data: str, images: int, seed: int) -> Thresholds:
@@ -36,19 +41,20 @@ def tune(model: Path, data: str, images: int, seed: int) -> Thresholds:
     for image_id in ids:
         sample = dataset.load(image_id)
         cases.append((segmenter.probabilities(sample.image), sample.labels))
+    search = grid(len(segmenter.card.output.channels))
     results = []
-    for values in itertools.product(*GRID.values()):
-        candidate = replace(segmenter.thresholds, **dict(zip(GRID, values, strict=True)))
+    for values in itertools.product(*search.values()):
+        candidate = replace(segmenter.thresholds, **dict(zip(search, values, strict=True)))
         score = float(np.mean([dsb_score(lab, instances(p, candidate)) for p, lab in cases]))
         results.append((score, candidate))
-        log.info("%s → %.4f", dict(zip(GRID, values, strict=True)), score)
+        log.info("%s → %.4f", dict(zip(search, values, strict=True)), score)
     best_score, best = max(results, key=lambda r: r[0])
     log.info("best on %d training images: %.4f with %s", len(ids), best_score, asdict(best))
     card = segmenter.card.model_copy(update={
         "postprocess": best,
         "postprocess_tuning": {
             "images": len(ids), "source": "training split (validation ids excluded)",
-            "grid": GRID, "dsb_score": round(best_score, 4),
+            "grid": search, "dsb_score": round(best_score, 4),
         },
     })
     cards.save(card, model)

@@ -72,3 +72,15 @@ def test_server_launcher_starts_a_ready_server_and_stops_it(monkeypatch):
         assert 0 < server.ready_s < 120
         assert proc.rss_mb(server.pid) > 0
     assert server.proc.returncode in (0, -15)
+
+
+def test_previous_model_comes_out_of_git_and_is_timed_beside_the_served_one(segmenter, tmp_path):
+    from bench.previous import PREVIOUS, checkout_previous, compare
+    from nuclei.segmenter import Segmenter
+
+    before = Segmenter(checkout_previous(tmp_path))
+    assert before.card.version == PREVIOUS["version"] == "1.3.0"
+    result = compare(segmenter, before, [sample("fluorescence_256x256")], reps=2, budget_s=0.0)
+    timing = result["sizes"]["256x256"]
+    assert timing["served"]["n"] == timing["previous"]["n"] == 2
+    assert 0.1 < timing["ratio"] < 10

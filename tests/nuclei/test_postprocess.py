@@ -5,6 +5,7 @@ import pytest
 
 from nuclei.postprocess import (
     BOUNDARY,
+    CONTACT,
     FOREGROUND,
     Thresholds,
     _grow_float,
@@ -35,6 +36,30 @@ def test_touching_nuclei_are_separated():
     out = instances(targets(labels), Thresholds())
     assert out.max() == 2
     assert dsb_score(labels, out) == 1.0
+
+
+def test_contact_marks_only_where_two_nuclei_meet():
+    labels = np.zeros((30, 40), np.int32)
+    labels[4:14, 4:14] = 1
+    labels[4:14, 16:26] = 2  # 2 px gap to nucleus 1
+    labels[20:28, 30:38] = 3  # alone
+    maps = targets(labels)
+    assert maps.shape == (30, 40, 3)
+    contact = maps[..., CONTACT] > 0
+    assert contact[8, 14:16].all()  # the gap between 1 and 2
+    assert not contact[8, 13] and not contact[8, 16]  # 3 px from the other nucleus: too far
+    assert not contact[18:, 28:].any()  # nothing around the lone nucleus
+    assert not contact[:, :4].any()
+
+
+def test_a_contact_line_splits_a_fused_blob_only_when_used():
+    probs = np.zeros((20, 40, 3), np.float32)
+    probs[4:16, 4:36, FOREGROUND] = 1  # one blob, no boundary between its halves
+    probs[4:16, 19:21, CONTACT] = 1
+    assert instances(probs, Thresholds(contact=None)).max() == 1  # a two-channel model's rule
+    split = instances(probs, Thresholds(contact=0.5))
+    assert split.max() == 2 and split[10, 10] != split[10, 30]
+    assert instances(probs[..., :2], Thresholds(contact=0.5)).max() == 1  # no contact channel
 
 
 def test_small_objects_are_dropped():

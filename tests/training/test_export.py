@@ -21,7 +21,7 @@ CARD = json.loads(MODEL.with_suffix(".json").read_text())
 @pytest.fixture(scope="module")
 def keras_model():
     weights = MODEL.parent / CARD["architecture"]["keras_weights"]
-    model = build_unet(tuple(CARD["architecture"]["filters"]))
+    model = build_unet(tuple(CARD["architecture"]["filters"]), outputs=len(CARD["output"]["channels"]))
     model.load_weights(weights)
     return model
 
@@ -37,7 +37,7 @@ def test_onnx_matches_keras_on_real_images(keras_model, segmenter, name):
     x = pad_to_multiple(normalize(image), stride(tuple(CARD["architecture"]["filters"])))[None]
     expected = np.asarray(keras_model(x, training=False))
     got = segmenter.run_batch(x)
-    assert got.shape == expected.shape == (1, *x.shape[1:3], 2)
+    assert got.shape == expected.shape == (1, *x.shape[1:3], len(CARD["output"]["channels"]))
     assert np.abs(expected - got).max() <= PARITY_TOLERANCE
 
 
