@@ -39,6 +39,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1, help="onnxruntime threads per worker task")
     p.add_argument("--chunk", type=int, default=8, help="images per Dask task")
     p.add_argument("--max-pixels", type=int, default=4096 * 4096, help="larger images are error rows")
+    p.add_argument("--diameter", type=float, help="median nucleus diameter (px) of every image; default: "
+                   "estimated per image, as POST /segment does (column 'diameter' of images.parquet)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     slide = p.add_argument_group("one large image (whole slide, mosaic), segmented block by block")
     slide.add_argument("--slide", action="store_true",
@@ -77,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"nuclei-batch: no PNG/JPEG/TIFF/BMP images in {args.source}", file=sys.stderr)
         return 2
     job = Job(model_path=str(Path(args.model).resolve()), out=args.out, source_root=root,
-              max_pixels=args.max_pixels, threads=args.threads)
+              max_pixels=args.max_pixels, threads=args.threads, diameter=args.diameter)
     items = [(fs.unstrip_protocol(p), relative_name(p, root)) for p in paths]
     failed = 0
     images = TableWriter(f"{args.out.rstrip('/')}/images.parquet", IMAGES)

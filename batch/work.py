@@ -18,9 +18,9 @@ from nuclei.encode import TooManyNucleiError, labels_png
 from nuclei.imageio import ImageError, decode_image
 from nuclei.measure import measure
 from nuclei.normalize import ChannelError
-from nuclei.segmenter import Segmenter
+from nuclei.segmenter import DiameterError, Segmenter
 
-IMAGE_COLUMNS = ("path", "width", "height", "count", "status", "error", "model_version", "seconds")
+IMAGE_COLUMNS = ("path", "width", "height", "count", "diameter", "status", "error", "model_version", "seconds")
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ class Job:
     source_root: str
     max_pixels: int
     threads: int = 1
+    diameter: float | None = None  # median nucleus diameter, px, of every image; None: estimated per image
 
 
 @lru_cache(maxsize=2)
@@ -47,19 +48,21 @@ def segment_file(path: str, name: str, job: Job) -> tuple[dict[str, Any], list[d
     """One image → (its row for images.parquet, its rows for nuclei.parquet)."""
     start = time.perf_counter()
     segmenter = _segmenter(job.model_path, job.threads)
-    row: dict[str, Any] = {"path": path, "width": None, "height": None, "count": None, "status": "ok",
+    row: dict[str, Any] = {"path": path, "width": None, "height": None, "count": None, "diameter": None, "status": "ok",
                            "error": "", "model_version": segmenter.card.version}
     nuclei: list[dict[str, Any]] = []
     try:
         with fsspec.open(path, "rb") as f:
             data = f.read()
         image = decode_image(data, max_pixels=job.max_pixels)
-        labels = segmenter.segment(image)
+        sized = segmenter.segment_sized(image, diameter=job.diameter, max_pixels=job.max_pixels)
+        labels = sized.labels
         with fsspec.open(labels_url(job, name), "wb", auto_mkdir=True) as f:
             f.write(labels_png(labels))
         nuclei = [{"path": path, **m} for m in measure(labels, image)]
-        row.update(height=int(labels.shape[0]), width=int(labels.shape[1]), count=len(nuclei))
-    except (ImageError, ChannelError, TooManyNucleiError, OSError) as exc:
+        row.update(height=int(labels.shape[0]), width=int(labels.shape[1]), count=len(nuclei),
+                   diameter=round(sized.diameter, 1))
+    except (ImageError, ChannelError, TooManyNucleiError, DiameterError, OSError) as exc:
         row.update(status="error", error=f"{type(exc).__name__}: {exc}")
     row["seconds"] = round(time.perf_counter() - start, 4)
     return row, nuclei

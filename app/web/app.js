@@ -145,6 +145,8 @@ async function segment(item, format) {
   const params = new URLSearchParams({ format });
   const threshold = $("threshold").value.trim();
   if (threshold) params.set("threshold", threshold);
+  const diameter = $("diameter").value.trim();
+  if (diameter) params.set("diameter", diameter);
   for (let attempt = 0; ; attempt++) {
     const body = new FormData();
     body.append("file", item.file, item.file.name);
@@ -186,6 +188,7 @@ async function process(item) {
     const outlines = await segment(item, "geojson");
     item.geojson = await outlines.json();
     item.count = Number(outlines.headers.get("X-Nuclei-Count") ?? item.geojson.features.length);
+    item.diameter = outlines.headers.get("X-Nucleus-Diameter");
     item.model = ["Name", "Version", "Sha256"].map((h) => outlines.headers.get(`X-Model-${h}`));
     showModel(item.model);
     item.labels = await (await segment(item, "labels")).blob();
@@ -326,7 +329,8 @@ async function show(item) {
   $("result").hidden = false;
   $("result-name").textContent = item.path;
   $("count").textContent = String(item.count);
-  $("size").textContent = `${item.width} × ${item.height} pixels`;
+  $("size").textContent = `${item.width} × ${item.height} pixels` +
+    (item.diameter ? ` · nuclei about ${item.diameter} px across` : "");
   const stem = stemOf(item.file.name);
   setLink("dl-labels", item.labels, `${stem}.labels.png`);
   setLink("dl-geojson", new Blob([JSON.stringify(item.geojson)], { type: "application/geo+json" }), `${stem}.geojson`);

@@ -52,7 +52,8 @@ def test_counts_equal_the_service_and_bad_files_are_error_rows(batch_run, client
         served = client.post("/segment", files={"file": (path.name, path.read_bytes(), "image/png")})
         row = rows[path.name]
         assert (row["status"], row["count"]) == ("ok", int(served.headers["X-Nuclei-Count"])), path.name
-        assert (row["width"], row["height"]) == (row["width"], row["height"]) and row["model_version"]
+        assert row["diameter"] == float(served.headers["X-Nucleus-Diameter"]) > 0, path.name
+        assert row["model_version"] == served.headers["X-Model-Version"]
 
 
 def test_nuclei_table_has_one_row_per_nucleus_and_labels_mirror_the_tree(batch_run) -> None:

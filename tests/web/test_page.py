@@ -68,6 +68,7 @@ def test_page_and_assets_are_served_without_any_outside_url() -> None:
 def test_one_image_count_outlines_table_downloads(page, server) -> None:
     sample = SAMPLES / f"{SHOWN}.png"
     expected = api_count(server, sample)
+    diameter = api(server, sample, "geojson").headers["X-Nucleus-Diameter"]
     response = page.goto(server + "/")
     assert "default-src 'self'" in response.headers["content-security-policy"]
     files = page.get_by_test_id("files")
@@ -82,6 +83,7 @@ def test_one_image_count_outlines_table_downloads(page, server) -> None:
     expect(canvas).to_have_attribute("data-outlines", str(expected))
     with_outlines = canvas.evaluate(OUTLINE_PIXELS)
     assert with_outlines > 20 * expected  # each nucleus ringed in green
+    expect(page.locator("#size")).to_have_text(f"320 × 256 pixels · nuclei about {diameter} px across")
     expect(page.get_by_text(re.compile(r"1/1 images · [\d.]+ images/s"))).to_be_visible()
 
     # the measurements table: one row per nucleus, sorted by a click on a heading
