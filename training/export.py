@@ -150,7 +150,8 @@ def build_card(onnx_path: Path, config: dict[str, Any], version: str, diff: floa
             "validation_ids": config["val_ids"],
             "settings": {k: config.get(k) for k in (
                 "epochs", "steps_per_epoch", "batch_size", "learning_rate", "patience",
-                "seed", "augment", "hard_report", "hard_fraction", "hard_weight")},
+                "seed", "augment", "hard_report", "hard_fraction", "hard_weight", "init_weights",
+                "precision", "time_limit_minutes")},
             "history": history.name if history.exists() else None,
         },
         "export": {

@@ -23,7 +23,7 @@ GRID = {
     "boundary": (0.3, 0.5),
     "min_area": (10, 20),
 }
-CONTACT_GRID = (None, 0.3, 0.5, 0.7)  # only for models with a contact channel
+CONTACT_GRID = (None, 0.4, 0.6)  # only for models with a contact channel
 
 
 def grid(outputs: int) -> dict[str, tuple]:
