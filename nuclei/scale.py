@@ -8,19 +8,19 @@ back to full resolution (nearest neighbour, then `relabel`).
 
 Without a diameter, it is estimated from the first pass (Cellpose's size model, in spirit):
 the median equivalent diameter of the nuclei found. In range, that pass is the answer, so an
-ordinary image costs one pass and a few milliseconds. Why the median of the instances, and
-not a distance transform of the foreground: measured on the 60 validation images, the
-instances' median is within ±13 % of the truth for 80 % of native images, where the
-inscribed-circle diameter of the foreground is biased low by ~13 % and spreads twice as wide;
-and when nuclei are far too large both fail alike, because the foreground itself breaks up.
-Out of range, the estimate is refined by segmenting again at the scale it suggests (the model
-measures best near its own scale), up to `MAX_PASSES` passes.
+ordinary image costs one pass and a few milliseconds; out of range, the image is resized
+once. Why the median of the instances, and not a distance transform of the foreground:
+measured on the 60 validation images, the instances' median is within ±13 % of the truth
+for 80 % of native images, where the inscribed-circle diameter of the foreground is biased
+low by ~13 % and spreads twice as wide; when nuclei are far too large both fail alike.
 
-Known failure: nuclei so large (≳ 4× the training diameter) that the model breaks even the
-foreground into separate pieces of an ordinary size (a validation image at 2×: 17 nuclei of
-120 px read as 62 of 17 px, no piece touching another). A coarse look at 1/8 of the size was
-tried and dropped: there, clumps of ordinary nuclei read as giant nuclei (3 of 60 native
-validation images collapsed to 1-3 "nuclei"); give `diameter` for such images.
+Known failure: nuclei so large (≳ 2.5× the training diameter) that the model breaks them
+into pieces of an ordinary size, so the first pass reads them as in range (a validation
+image at 2×: 17 nuclei of 120 px read as 62 of 17 px). Tried and dropped: a second look at
+1/4 or 1/8 of the size (there, clumps of ordinary nuclei read as giant ones: 3 of 6
+native validation images were shrunk and lost most of their nuclei) and the pixel-weighted
+diameter alone (merged clumps pull it up: 2 of the same 6 shrunk). Give `diameter` for such
+images.
 """
 
 from __future__ import annotations
@@ -36,8 +36,7 @@ from nuclei.postprocess import relabel
 
 MIN_FACTOR, MAX_FACTOR = 1 / 8, 4.0
 """How far an image may be resized: beyond, nuclei are not resolved or the image explodes."""
-MAX_PASSES = 3
-TOLERANCE = 0.15  # a refined estimate this close (relative) to the last one ends the search
+TOLERANCE = 0.15  # a given diameter this close (relative) to the training one: no resizing
 
 SegmentAt = Callable[[float], np.ndarray]
 """factor → instance labels of the image resized by `factor` (at that size)."""
@@ -108,27 +107,37 @@ def median_diameter(labels: np.ndarray) -> float | None:
     return float(np.median(np.sqrt(4 * areas / np.pi))) if areas.size else None
 
 
+def typical_diameter(labels: np.ndarray) -> float | None:
+    """The area-weighted median equivalent diameter: the size of the nucleus a random nucleus
+    pixel belongs to. Specks the model makes of an image it does not understand weigh little,
+    where in a plain median a thousand of them outvote every real nucleus."""
+    areas = np.bincount(labels.ravel())[1:]
+    areas = np.sort(areas[areas > 0])
+    if not areas.size:
+        return None
+    middle = np.searchsorted(np.cumsum(areas), areas.sum() / 2)
+    return float(np.sqrt(4 * areas[middle] / np.pi))
+
+
 def segment_auto(segment_at: SegmentAt, shape: tuple[int, ...], scale: Scale,
                  max_pixels: int | None = None) -> Sized:
-    """Segment at full size; while the nuclei the model saw are out of the trained range,
-    again at the scale their size suggests (at most MAX_PASSES passes in all)."""
+    """Segment at full size; only when the nuclei found are out of the trained range, once
+    more at the size that brings their median diameter to the training one.
+
+    Enlarging needs a second witness: the pixel-weighted `typical_diameter` must be small
+    too (under twice `scale.low`). An image the model does not understand can come back as a thousand specks, whose
+    median says "tiny nuclei" while the real ones, or the fragments of them, hold the area;
+    enlarging such an image multiplies the specks (a validation image at 2×: 1 075 for 18)."""
     labels = segment_at(1.0)
     diameter = median_diameter(labels)
-    factor = 1.0
-    for _ in range(MAX_PASSES - 1):
-        if diameter is None or scale.low <= diameter * factor <= scale.high:
-            break
-        wanted = _bounded(factor_for(diameter, scale), shape, max_pixels)
-        # A refinement never turns back (a downscaled pass reading specks as nuclei must not
-        # send the image up 4×), and stops once it barely moves.
-        if abs(wanted - factor) <= TOLERANCE * factor or (factor != 1 and (wanted > 1) != (factor > 1)):
-            break
-        factor, labels = wanted, segment_at(wanted)
-        seen = median_diameter(labels)
-        if seen is None:
-            break
-        diameter = seen / factor
-    return Sized(to_shape(labels, shape), diameter or scale.diameter, factor)
+    if diameter is None:
+        return Sized(labels, scale.diameter, 1.0)
+    too_large = diameter > scale.high
+    too_small = diameter < scale.low and (typical_diameter(labels) or 0) < 2 * scale.low
+    factor = float(np.clip(_bounded(scale.diameter / diameter, shape, max_pixels), MIN_FACTOR, MAX_FACTOR))
+    if not (too_large or too_small) or factor == 1.0:
+        return Sized(labels, diameter, 1.0)
+    return Sized(to_shape(segment_at(factor), shape), diameter, factor)
 
 
 def _bounded(factor: float, shape: tuple[int, ...], max_pixels: int | None) -> float:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from nuclei import scale
+
 COLOUR_TISSUE = "colour tissue"
 BRIGHT_FIELD = "bright-field"
 FLUORESCENCE_SMALL = "grey fluorescence, small nuclei"
@@ -29,9 +31,7 @@ LARGE_NUCLEUS_DIAMETER = 16.6
 
 def median_diameter(labels: np.ndarray) -> float:
     """Median over the nuclei of sqrt(4·area/π), px; 0 for an image without nuclei."""
-    areas = np.bincount(labels.ravel().astype(np.int64))[1:]
-    areas = areas[areas > 0]
-    return float(np.median(np.sqrt(4 * areas / np.pi))) if areas.size else 0.0
+    return scale.median_diameter(labels) or 0.0
 
 
 def _rgb(image: np.ndarray) -> np.ndarray:
