@@ -6,11 +6,16 @@ import pytest
 from training.metrics import dsb_score, iou_matrix, merges_and_splits, score_image
 
 
-def two_nuclei() -> np.ndarray:
-    labels = np.zeros((20, 20), np.int32)
-    labels[2:8, 2:8] = 1
-    labels[10:18, 10:18] = 2
+def labelled(shape: tuple[int, int], *boxes: tuple[int, int, int, int]) -> np.ndarray:
+    """Label image with nucleus k+1 filling boxes[k] = (top, bottom, left, right)."""
+    labels = np.zeros(shape, np.int32)
+    for k, (top, bottom, left, right) in enumerate(boxes, start=1):
+        labels[top:bottom, left:right] = k
     return labels
+
+
+def two_nuclei() -> np.ndarray:
+    return labelled((20, 20), (2, 8, 2, 8), (10, 18, 10, 18))
 
 
 def test_perfect_match_scores_one():
@@ -62,10 +67,7 @@ def test_empty_ground_truth():
 
 def touching_pair() -> np.ndarray:
     """Two 6×6 nuclei side by side, sharing an edge."""
-    labels = np.zeros((10, 16), np.int32)
-    labels[2:8, 2:8] = 1
-    labels[2:8, 8:14] = 2
-    return labels
+    return labelled((10, 16), (2, 8, 2, 8), (2, 8, 8, 14))
 
 
 def test_perfect_prediction_has_no_merges_or_splits():
