@@ -4,8 +4,11 @@
     normalize    the one input normalisation
     tiling       pad to the stride, overlapping tiles, stitch, crop back
     segmenter    where the model runs: ONNX session + card, image → labels in one call
+    scale        any nucleus size: resize to the training diameter (given or estimated) and back
     postprocess  probabilities → instances (and the training targets, its inverse)
     rle          where a nucleus becomes run-length encoding, a CSV row, a JSON record
+    geojson      where a nucleus becomes a polygon (QuPath detections)
+    measure      one row of measurements per nucleus
     encode       labels → the body of each output format
     pipeline     bytes → encoded nuclei in one call
     card         the typed model card: load (sha256 checked), save
