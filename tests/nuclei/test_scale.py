@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from nuclei.card import DEFAULT_SCALE
-from nuclei.scale import DiameterError, allowed, resize, to_shape
+from nuclei.scale import DiameterError, allowed, median_diameter, resize, to_shape, typical_diameter
 from tests.conftest import read_sample
 
 NAME = "fluorescence_256x256"
@@ -70,3 +70,13 @@ def test_labels_map_back_renumbered():
     back = to_shape(small, (4, 4))
     assert back.shape == (4, 4) and set(np.unique(back)) == {0, 1, 2}
     assert (back[:2, 2:] == 1).all() and (back[2:, 2:] == 2).all()
+
+
+def test_specks_outvote_nuclei_in_the_median_but_not_in_the_typical_diameter():
+    labels = np.zeros((200, 200), np.int32)
+    for k in range(3):  # three nuclei of 30 px
+        labels[10 + 60 * k : 40 + 60 * k, 10:40] = k + 1
+    for k in range(100):  # and a hundred single-pixel specks
+        labels[5 + (k // 10) * 19, 100 + (k % 10) * 9] = 4 + k
+    assert median_diameter(labels) < 2
+    assert typical_diameter(labels) == pytest.approx(np.sqrt(4 * 900 / np.pi))
