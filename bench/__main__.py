@@ -97,8 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     log(t0, "anchor: Keras predict (child process)")
     inputs = {image.key: inprocess.model_input(float32, image) for image in images}
     reference = {key: float32.run_batch(x) for key, x in inputs.items()}
-    weights = float32.model_path.parent / float32.card.architecture["keras_weights"]
-    results["keras"] = anchors.keras_predict(weights, float32.card.architecture["filters"], inputs, reference,
+    results["keras"] = anchors.keras_predict(float32.card, float32.model_path.parent, inputs, reference,
                                              mode["keras_reps"], mode["keras_s"])
     del segmenters, served, float32  # the server below gets the cores and memory to itself
 

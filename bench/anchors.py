@@ -17,7 +17,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +26,6 @@ import onnxruntime as ort
 from onnx import TensorProto, helper
 
 from bench.inprocess import summary, timed
-
-
-def _best_rate(fn: Callable[[], object], ops: float, reps: int) -> float:
-    """Operations per second, in billions, of the fastest of `reps` calls (after a warm-up)."""
-    return ops / min(timed(fn, reps, budget_s=30.0)) / 1e9
 
 
 def matmul_peak(n: int = 2048, reps: int = 5, threads: int = 2) -> dict[str, Any]:
@@ -52,8 +46,9 @@ def matmul_peak(n: int = 2048, reps: int = 5, threads: int = 2) -> dict[str, Any
     return {
         "size": n,
         "threads": threads,
-        "fp32_gflops": round(_best_rate(lambda: a @ b, 2.0 * n**3, reps), 1),
-        "int8_gops": round(_best_rate(lambda: session.run(None, feed), 2.0 * n**3, reps), 1),
+        # billions of operations per second in the fastest of `reps` calls (after a warm-up)
+        "fp32_gflops": round(2.0 * n**3 / min(timed(lambda: a @ b, reps, 30.0)) / 1e9, 1),
+        "int8_gops": round(2.0 * n**3 / min(timed(lambda: session.run(None, feed), reps, 30.0)) / 1e9, 1),
     }
 
 
@@ -73,15 +68,16 @@ def flop_per_pixel(model_path: Path, side: int = 256) -> float:
     return flop / side**2
 
 
-def keras_predict(weights: Path, filters: list[int], inputs: dict[str, np.ndarray],
+def keras_predict(card, folder: Path, inputs: dict[str, np.ndarray],
                   reference: dict[str, np.ndarray], reps: int, budget_s: float) -> dict[str, Any]:
-    """Keras `predict` per input in a child process; each output is compared with `reference`
-    (the float32 ONNX model's, on the same tensor) to show that the weights are the same."""
+    """Keras `predict` of the card's weights (in `folder`) per input, in a child process; each
+    output is compared with `reference` (the float32 ONNX model's, on the same tensor)."""
     with tempfile.TemporaryDirectory(prefix="bench-keras-") as tmp:
         job = Path(tmp)
         np.savez(job / "inputs.npz", **inputs)
         np.savez(job / "reference.npz", **reference)
-        job_spec = {"weights": str(weights), "filters": filters, "reps": reps, "budget_s": budget_s}
+        job_spec = {"weights": str(folder / card.architecture["keras_weights"]), "reps": reps, "budget_s": budget_s,
+                    "filters": card.architecture["filters"], "outputs": len(card.output.channels)}
         (job / "job.json").write_text(json.dumps(job_spec))
         env = os.environ | {"TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"}
         done = subprocess.run([sys.executable, "-m", "bench.anchors", str(job)], env=env,
@@ -100,7 +96,7 @@ def _keras_child(job: Path) -> None:
 
     from training.model import build_unet
 
-    model = build_unet(tuple(spec["filters"]))
+    model = build_unet(tuple(spec["filters"]), outputs=spec["outputs"])
     model.load_weights(spec["weights"])
     result: dict[str, Any] = {"tensorflow": tf.__version__, "keras": keras.__version__,
                               "import_and_build_s": round(time.perf_counter() - t0, 1), "sizes": {}}
