@@ -6,5 +6,6 @@
     inprocess  raw session.run, segment(), segment_bytes() and each stage called directly
     load       HTTP at a given concurrency, start-up to /ready, the memory soak
     anchors    Keras predict on the same weights; the measured matmul peak, FLOPs per pixel
+    previous   the served model's segment() beside the model it replaced (1.3.0, out of git)
     report     results → Markdown tables (data only; what they mean: docs/performance.md)
 """
