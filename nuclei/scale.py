@@ -59,13 +59,6 @@ def allowed(scale: Scale) -> tuple[float, float]:
     return scale.diameter / MAX_FACTOR, scale.diameter / MIN_FACTOR
 
 
-def factor_for(diameter: float, scale: Scale) -> float:
-    """1.0 when `diameter` is in the trained range, else the factor to the training diameter."""
-    if scale.low <= diameter <= scale.high:
-        return 1.0
-    return float(np.clip(scale.diameter / diameter, MIN_FACTOR, MAX_FACTOR))
-
-
 def check(diameter: float, scale: Scale, shape: tuple[int, ...], max_pixels: int | None) -> float:
     """The factor that brings an explicit `diameter` to the training diameter (unlike an
     estimate, a diameter the user gives is trusted even inside the trained range), or
