@@ -24,10 +24,12 @@ import pyarrow as pa
 from batch.slideio import SlideSpec, cached_slide
 from batch.tables import NUCLEI
 from batch.work import _segmenter
-from nuclei.geojson import dumps, feature, geometry
+from nuclei.geojson import dumps
+from nuclei.geojson import features as geojson_features
 from nuclei.measure import measure
 from nuclei.normalize import normalize_with
 from nuclei.postprocess import instances
+from nuclei.regions import CENTROID_DIGITS, regions
 from nuclei.tiling import predict_tiled
 
 
@@ -109,19 +111,14 @@ def _kept(labels: np.ndarray, block: Block, height: int, width: int) -> tuple[np
     1..n in order of first appearance, others 0; n; how many of them touch an edge of the
     reach inside the slide, where they were cut: the overlap is then too small)."""
     reach, core = block.reach, block.core
-    flat = labels.ravel()
-    where = np.flatnonzero(flat)
-    if not where.size:
+    found = regions(labels)
+    if not len(found):
         return np.zeros(labels.shape, np.uint32), 0, 0
-    count = int(flat[where].max())
-    ys, xs = np.divmod(where, labels.shape[1])
-    values = flat[where]
-    area = np.bincount(values, minlength=count + 1)
-    safe = np.maximum(area, 1)
-    cy = np.floor(np.bincount(values, weights=ys, minlength=count + 1) / safe) + reach.y0
-    cx = np.floor(np.bincount(values, weights=xs, minlength=count + 1) / safe) + reach.x0
-    keep = (area > 0) & (cy >= core.y0) & (cy < core.y1) & (cx >= core.x0) & (cx < core.x1)
-    keep[0] = False
+    cy, cx = np.floor(found.cy) + reach.y0, np.floor(found.cx) + reach.x0
+    owned = (cy >= core.y0) & (cy < core.y1) & (cx >= core.x0) & (cx < core.x1)
+    count = int(found.ids.max())
+    keep = np.zeros(count + 1, bool)
+    keep[found.ids[owned]] = True
     lookup = np.zeros(count + 1, np.uint32)
     lookup[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.uint32)
     kept = lookup[labels]
@@ -146,18 +143,20 @@ def segment_block(block: Block, task: Task) -> BlockResult:
     del probabilities
     kept, count, cut = _kept(labels, block, task.height, task.width)
     del labels
-    rows = measure(kept, image)
+    found = regions(kept)
+    rows = measure(kept, image, found)
     del image
-    features = []
     for row in rows:
-        bx, by, bw, bh = row["bbox_x"], row["bbox_y"], row["bbox_width"], row["bbox_height"]
-        geom = geometry(kept[by : by + bh, bx : bx + bw] == row["id"], (bx + reach.x0, by + reach.y0))
-        x, y = bx + reach.x0, by + reach.y0
-        row.update(centroid_x=round(row["centroid_x"] + reach.x0, 3),
-                   centroid_y=round(row["centroid_y"] + reach.y0, 3), bbox_x=x, bbox_y=y,
-                   touches_border=x == 0 or y == 0 or x + bw == task.width or y + bh == task.height)
-        text = dumps(feature(geom, {**row, "id": 0}))  # rows from measure() start with the id
-        features.append(text.replace(_ID_ZERO, _ID_PLACEHOLDER, 1))
+        x, y = row["bbox_x"] + reach.x0, row["bbox_y"] + reach.y0
+        row.update(centroid_x=float(np.round(row["centroid_x"] + reach.x0, CENTROID_DIGITS)),
+                   centroid_y=float(np.round(row["centroid_y"] + reach.y0, CENTROID_DIGITS)), bbox_x=x, bbox_y=y,
+                   touches_border=x == 0 or y == 0 or x + row["bbox_width"] == task.width
+                   or y + row["bbox_height"] == task.height)
+    features = []
+    for item in geojson_features(kept, rows, found=found, offset=(reach.x0, reach.y0)):
+        item["properties"]["measurements"]["id"] = 0  # rows from measure() start with the id
+        features.append(dumps(item).replace(_ID_ZERO, _ID_PLACEHOLDER, 1))
+    for row in rows:
         row["path"] = task.slide.path
     table = pa.Table.from_pylist(rows, schema=NUCLEI)
     return pack(block, kept, count, task.strip, table=table, features=features, cut=cut,

@@ -6,6 +6,7 @@
     segmenter    where the model runs: ONNX session + card, image → labels in one call
     scale        any nucleus size: resize to the training diameter (given or estimated) and back
     postprocess  probabilities → instances (and the training targets, its inverse)
+    regions      where a nucleus gets its area, centroid and box: once, for every format
     rle          where a nucleus becomes run-length encoding, a CSV row, a JSON record
     geojson      where a nucleus becomes a polygon (QuPath detections)
     measure      one row of measurements per nucleus

@@ -8,6 +8,7 @@ import io
 import json
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cached_property
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
 
@@ -15,6 +16,7 @@ import numpy as np
 
 from nuclei.imageio import encode_png
 from nuclei.measure import COLUMNS, measure
+from nuclei.regions import Regions, regions
 from nuclei.rle import encode, nuclei, submission_csv
 
 
@@ -54,6 +56,11 @@ class Segmentation:
     @property
     def count(self) -> int:
         return int(self.labels.max(initial=0))
+
+    @cached_property
+    def regions(self) -> Regions:
+        """Area, centroid and box of every nucleus: found once, read by every format."""
+        return regions(self.labels)
 MAX_LABELS_PNG = 65535
 
 
@@ -74,8 +81,9 @@ def labels_png(labels: np.ndarray) -> bytes:
     return encode_png(labels.astype(np.uint16))
 
 
-def rle_document(labels: np.ndarray, info: dict[str, str], diameter: float | None = None) -> dict[str, Any]:
-    found = nuclei(labels)
+def rle_document(seg: Segmentation) -> dict[str, Any]:
+    labels, diameter = seg.labels, seg.diameter
+    found = nuclei(labels, seg.regions)
     return {
         "width": int(labels.shape[1]),
         "height": int(labels.shape[0]),
@@ -87,7 +95,7 @@ def rle_document(labels: np.ndarray, info: dict[str, str], diameter: float | Non
             for n in found
         ],
         "diameter": None if diameter is None else round(diameter, 1),
-        "model": info,
+        "model": seg.info,
     }
 
 
@@ -104,7 +112,7 @@ def image_id(filename: str | None) -> str:
 
 
 def measurements_rows(seg: Segmentation) -> list[dict[str, Any]]:
-    rows = measure(seg.labels, seg.image)
+    rows = measure(seg.labels, seg.image, seg.regions)
     if seg.pixel_size_um:
         for row in rows:
             for column, (source, power) in MICRON_COLUMNS.items():
@@ -130,11 +138,11 @@ def render(seg: Segmentation, output_format: OutputFormat) -> bytes:
     if output_format is OutputFormat.labels:
         return labels_png(labels)
     if output_format is OutputFormat.rle:
-        return json.dumps(rle_document(labels, seg.info, seg.diameter), separators=(",", ":")).encode()
+        return json.dumps(rle_document(seg), separators=(",", ":")).encode()
     if output_format is OutputFormat.measurements:
         return measurements_csv(seg).encode()
     if output_format is OutputFormat.geojson:
         from nuclei import geojson
 
-        return geojson.dumps(geojson.feature_collection(labels, measurements_rows(seg))).encode()
-    return submission_csv(image_id(seg.filename), nuclei(labels)).encode()
+        return geojson.dumps(geojson.feature_collection(labels, measurements_rows(seg), found=seg.regions)).encode()
+    return submission_csv(image_id(seg.filename), nuclei(labels, seg.regions)).encode()

@@ -27,6 +27,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from nuclei.regions import Regions, regions
+
 NUCLEUS = {"name": "Nucleus", "color": [230, 60, 60]}
 """QuPath's classification of every feature; the colour is RGB 0–255."""
 
@@ -185,32 +187,6 @@ def geometry(mask: np.ndarray, offset: tuple[float, float] = (0, 0)) -> dict[str
     return {"type": "MultiPolygon", "coordinates": polygons}
 
 
-def _boxes(labels: np.ndarray) -> dict[int, tuple[int, int, int, int]]:
-    """label → (y0, y1, x0, x1) bounding box (end exclusive) of every non-zero label."""
-    flat = labels.ravel()
-    where = np.flatnonzero(flat)
-    if not where.size:
-        return {}
-    values = flat[where]
-    ys, xs = np.divmod(where, labels.shape[1])
-    ids, inverse = np.unique(values, return_inverse=True)
-    y0 = np.full(ids.size, labels.shape[0]); np.minimum.at(y0, inverse, ys)  # noqa: E702
-    y1 = np.zeros(ids.size, np.int64); np.maximum.at(y1, inverse, ys)  # noqa: E702
-    x0 = np.full(ids.size, labels.shape[1]); np.minimum.at(x0, inverse, xs)  # noqa: E702
-    x1 = np.zeros(ids.size, np.int64); np.maximum.at(x1, inverse, xs)  # noqa: E702
-    return {int(k): (int(a), int(b) + 1, int(c), int(e) + 1) for k, a, b, c, e in zip(ids, y0, y1, x0, x1, strict=True)}
-
-
-def _measured_boxes(rows: Mapping[int, Mapping[str, Any]]) -> dict[int, tuple[int, int, int, int]]:
-    """The boxes `nuclei.measure` already found, in `_boxes`' form; {} when a row lacks one,
-    so `features` does not scan the labels a second time for what the rows hold."""
-    keys = ("bbox_x", "bbox_y", "bbox_width", "bbox_height")
-    if not rows or not all(all(k in r for k in keys) for r in rows.values()):
-        return {}
-    return {k: (int(r["bbox_y"]), int(r["bbox_y"]) + int(r["bbox_height"]), int(r["bbox_x"]),
-                int(r["bbox_x"]) + int(r["bbox_width"])) for k, r in rows.items()}
-
-
 def _numbers(row: Mapping[str, Any]) -> dict[str, float | int]:
     """QuPath measurements are numbers: booleans become 0/1; NaN and text are left out."""
     out: dict[str, float | int] = {}
@@ -232,15 +208,18 @@ def feature(geom: dict[str, Any], measurements: Mapping[str, Any] | None = None,
 
 
 def features(labels: np.ndarray, measurements: Iterable[Mapping[str, Any]] | None = None, *,
-             offset: tuple[float, float] = (0, 0), classification: Mapping[str, Any] = NUCLEUS,
-             ) -> Iterator[dict[str, Any]]:
-    """Instance labels → one Feature per label, in ascending label order.
+             found: Regions | None = None, offset: tuple[float, float] = (0, 0),
+             classification: Mapping[str, Any] = NUCLEUS) -> Iterator[dict[str, Any]]:
+    """Instance labels → one Feature per label, in ascending label order, each outlined
+    within its box from `nuclei.regions` (`found`, when the caller has them already).
 
     `measurements`: rows with an `id` (e.g. `nuclei.measure.measure(labels, image)`), put in
     each feature's `properties.measurements`; without them a feature measures its `id`."""
     rows = {int(r["id"]): r for r in measurements} if measurements is not None else {}
-    for label, (y0, y1, x0, x1) in sorted((_measured_boxes(rows) or _boxes(labels)).items()):
-        geom = geometry(labels[y0:y1, x0:x1] == label, (x0 + offset[0], y0 + offset[1]))
+    found = regions(labels) if found is None else found
+    for k, label in enumerate(found.ids.tolist()):
+        x, y, w, h = found.bbox(k)
+        geom = geometry(labels[y : y + h, x : x + w] == label, (x + offset[0], y + offset[1]))
         if geom is not None:
             yield feature(geom, rows.get(label, {"id": label}), classification)
 

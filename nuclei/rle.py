@@ -12,16 +12,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nuclei.regions import Regions, regions
 
-def _runs(flat: np.ndarray, column: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Runs of equal values in a 1-D array: (starts, lengths, values); with `column`,
-    runs are also cut every `column` pixels, so each lies within one image column."""
+
+def _runs(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Runs of equal values in a 1-D array: (starts, lengths, values)."""
     if flat.size == 0:
         empty = np.zeros(0, np.int64)
         return empty, empty, empty
     cut = flat[1:] != flat[:-1]
-    if column:
-        cut[column - 1 :: column] = True
     change = np.flatnonzero(cut) + 1
     starts = np.concatenate(([0], change))
     lengths = np.diff(np.concatenate((starts, [flat.size])))
@@ -64,39 +63,18 @@ class Nucleus:
     centroid: tuple[float, float]  # x, y
 
 
-def nuclei(labels: np.ndarray) -> list[Nucleus]:
-    """Every labelled nucleus (labels 1..N) with its RLE, area, box and centroid.
+def nuclei(labels: np.ndarray, found: Regions | None = None) -> list[Nucleus]:
+    """Every labelled nucleus (labels 1..N) with its RLE, and the area, box and centroid of
+    `nuclei.regions` (`found`, when the caller has them already).
 
     One pass over the column-major runs serves all nuclei at once, so the cost grows with
     the image, not with image × nuclei.
     """
-    height = labels.shape[0]
-    flat = np.asarray(labels).T.ravel()
-    rle = {int(v): _format(s, n) for v, (s, n) in _group_by_label(*_runs(flat)).items()}
-    groups = _group_by_label(*_runs(flat, column=height))
-    if not groups:
-        return []
-    values = np.fromiter(groups, np.int64)
-    starts = np.concatenate([s for s, _ in groups.values()])
-    lengths = np.concatenate([n for _, n in groups.values()])
-    first = np.cumsum([0, *[len(s) for s, _ in groups.values()][:-1]])
-    cols, rows = starts // height, starts % height  # every run lies in one column
-    area = np.add.reduceat(lengths, first)
-    x0, x1 = np.minimum.reduceat(cols, first), np.maximum.reduceat(cols, first)
-    y0 = np.minimum.reduceat(rows, first)
-    y1 = np.maximum.reduceat(rows + lengths - 1, first)
-    sum_x = np.add.reduceat(cols * lengths, first)
-    sum_y = np.add.reduceat(lengths * rows + lengths * (lengths - 1) // 2, first)
-    out = []
-    for k, value in enumerate(values.tolist()):
-        out.append(Nucleus(
-            id=value,
-            rle=rle[value],
-            area=int(area[k]),
-            bbox=(int(x0[k]), int(y0[k]), int(x1[k] - x0[k] + 1), int(y1[k] - y0[k] + 1)),
-            centroid=(round(float(sum_x[k] / area[k]), 2), round(float(sum_y[k] / area[k]), 2)),
-        ))
-    return out
+    found = regions(labels) if found is None else found
+    rle = {v: _format(s, n) for v, (s, n) in _group_by_label(*_runs(np.asarray(labels).T.ravel())).items()}
+    return [Nucleus(id=label, rle=rle[label], area=int(found.area[k]), bbox=found.bbox(k),
+                    centroid=found.centroid(k))
+            for k, label in enumerate(found.ids.tolist())]
 
 
 def _group_by_label(

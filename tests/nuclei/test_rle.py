@@ -40,7 +40,7 @@ def test_instances_round_trip_and_describe_themselves(labels):
         ys, xs = np.nonzero(mask)
         assert n.area == len(xs)
         assert n.bbox == (xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)
-        assert np.allclose(n.centroid, (xs.mean(), ys.mean()), atol=0.006)
+        assert np.allclose(n.centroid, (xs.mean(), ys.mean()), atol=0.0006)
 
 
 def test_real_labels_round_trip():
