@@ -27,6 +27,8 @@ from app.schemas import (
     describe_format,
     timeout_detail,
 )
+from nuclei.bundle import MEDIA_TYPE as ZIP
+from nuclei.bundle import FormatError, parse_formats
 from nuclei.encode import MEDIA_TYPES, OutputFormat, TooManyNucleiError, image_id
 from nuclei.imageio import ImageError, ImageTooLargeError, PlaneError, UnsupportedImageError
 from nuclei.normalize import ChannelError
@@ -44,7 +46,7 @@ SEGMENT_RESPONSES: dict[int | str, dict[str, Any]] = {
             "`X-Nucleus-Diameter` the median nucleus diameter (px) segmented at: `diameter` or the estimate."),
         "model": SegmentationRLE,  # application/json, by reference to components.schemas
         "content": {media: {"schema": MEDIA_SCHEMAS.get(media, {})}
-                    for media in dict.fromkeys(MEDIA_TYPES.values()) if media != "application/json"},
+                    for media in dict.fromkeys([*MEDIA_TYPES.values(), ZIP]) if media != "application/json"},
     },
     400: {"model": ErrorBody, "description": "empty, unreadable or corrupt image"},
     401: {"model": ErrorBody, "description": "API_KEY is set and the bearer token is missing or wrong"},
@@ -99,8 +101,10 @@ async def segment(
     admission: AdmissionDep,
     settings: SettingsDep,
     metrics: MetricsDep,
-    format: Annotated[OutputFormat, Query(description=" | ".join(OutputFormat) + (
-        ": see the 200 response"))] = OutputFormat.png,
+    format: Annotated[str, Query(description=" | ".join(OutputFormat) + (
+        ": see the 200 response. Several, comma-separated (`labels,measurements`): one "
+        "segmentation, every output in one `application/zip`, entries `<image><suffix>` "
+        "(`.labels.png`, `.measurements.csv`, …)"), examples=["png", "labels,measurements"])] = "png",
     threshold: Annotated[float | None, Query(
         ge=0, le=1, allow_inf_nan=False,
         description=THRESHOLD)] = None,
@@ -114,10 +118,11 @@ async def segment(
         "resolution tags when it has them"))] = None,
     diameter: Annotated[float | None, Query(gt=0, allow_inf_nan=False, description=DIAMETER)] = None,
 ) -> Response:
+    formats = parse_formats(format)
     async with admission.slot():
         data = await file.read()
         result = await admission.run(lambda: segment_bytes(
-            segmenter, data, output_format=format, filename=file.filename,
+            segmenter, data, output_format=formats, filename=file.filename,
             max_pixels=settings.max_pixels, threshold=threshold, page=page, channel=channel,
             pixel_size_um=pixel_size, diameter=diameter))
     request.state.image_size = f"{result.width}x{result.height}"
@@ -125,8 +130,8 @@ async def segment(
     metrics.record_image(result.height, result.width, result.count)
     headers = provenance(segmenter.info, result.count, result.diameter) | {
         "X-Image-Plane": result.plane.describe()}
-    if format is OutputFormat.csv:
-        headers["Content-Disposition"] = attachment(file.filename, "csv")
+    if formats == (OutputFormat.csv,) or len(formats) > 1:
+        headers["Content-Disposition"] = attachment(file.filename, "csv" if len(formats) == 1 else "zip")
     return Response(result.body, media_type=result.media_type, headers=headers)
 
 
@@ -169,7 +174,7 @@ def install_error_handlers(app: FastAPI) -> None:
     statuses: list[tuple[type[Exception], int]] = [
         (ImageTooLargeError, 413), (UnsupportedImageError, 415), (ChannelError, 415),
         (ImageError, 400), (TooManyNucleiError, 422), (PlaneError, 422),
-        (DiameterError, 422),
+        (DiameterError, 422), (FormatError, 422),
     ]
     for exc_type, status in statuses:
         app.add_exception_handler(exc_type, lambda _r, e, s=status: _error(s, str(e)))

@@ -13,6 +13,8 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from app.config import Settings
+from nuclei.bundle import MEDIA_TYPE as ZIP
+from nuclei.bundle import FormatError, parse_formats
 from nuclei.card import DEFAULT_SCALE
 from nuclei.encode import MEDIA_TYPES, OutputFormat
 from nuclei.imageio import encode_png
@@ -36,6 +38,7 @@ MEDIA_SCHEMAS = {
     "image/png": {"type": "string", "format": "binary"},
     "text/csv": {"type": "string"},
     "application/geo+json": {"type": "object", "description": "GeoJSON FeatureCollection"},
+    ZIP: {"type": "string", "format": "binary", "description": "several formats at once: one entry each"},
 }
 
 
@@ -43,10 +46,13 @@ def describe_format(fmt: OutputFormat) -> str:
     return FORMATS.get(fmt.value, f"media type {MEDIA_TYPES[fmt]}")
 
 
-def format_choices() -> str:
-    """The formats as pydantic's enum error lists them: 'a', 'b' or 'c'."""
-    names = [f"'{f.value}'" for f in OutputFormat]
-    return " or ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else names[0]
+def format_detail(text: str) -> str:
+    """What the app answers to `format=text` when it names no format it writes."""
+    try:
+        parse_formats(text)
+    except FormatError as exc:
+        return str(exc)
+    raise ValueError(f"format={text} is a valid format list")
 
 
 class Health(BaseModel):
@@ -191,7 +197,7 @@ def segment_examples(settings: Settings, model: dict[str, str]) -> dict[str, dic
         "422": _examples(
             threshold="threshold: Input should be less than or equal to 1",
             diameter=diameter_detail(1000),
-            format=f"format: Input should be {format_choices()}",
+            format=format_detail("jpeg"),
             file="file: Field required",
             labels="70000 nuclei do not fit a 16-bit label image; use format=rle"),
         "503": _examples(busy=BUSY, loading=NOT_LOADED),

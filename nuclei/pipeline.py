@@ -3,8 +3,10 @@ service runs on an inference thread and any wing holding file bytes can call."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from nuclei import bundle
 from nuclei.encode import MEDIA_TYPES, OutputFormat, Segmentation, render
 from nuclei.imageio import Plane, decode_plane
 from nuclei.segmenter import Segmenter
@@ -25,7 +27,7 @@ def segment_bytes(
     segmenter: Segmenter,
     data: bytes,
     *,
-    output_format: OutputFormat,
+    output_format: OutputFormat | Sequence[OutputFormat],
     filename: str | None,
     max_pixels: int,
     threshold: float | None = None,
@@ -35,12 +37,17 @@ def segment_bytes(
     diameter: float | None = None,
 ) -> Result:
     """`pixel_size_um` overrides the TIFF's resolution tags for the µm measurements;
-    `diameter` (px) the automatic nucleus size (nuclei.scale)."""
+    `diameter` (px) the automatic nucleus size (nuclei.scale). Several formats: one
+    segmentation, every body in one zip (`nuclei.bundle`)."""
     image, plane = decode_plane(data, max_pixels=max_pixels, page=page, channel=channel)
     sized = segmenter.segment_sized(image, threshold, diameter, max_pixels=max_pixels)
     labels = sized.labels
     seg = Segmentation(labels, image, segmenter.info, filename, pixel_size_um or plane.pixel_size_um,
                        sized.diameter)
-    body = render(seg, output_format)
-    return Result(body, MEDIA_TYPES[output_format], labels.shape[0], labels.shape[1], seg.count, plane,
+    formats = (output_format,) if isinstance(output_format, OutputFormat) else tuple(output_format)
+    if len(formats) == 1:
+        body, media_type = render(seg, formats[0]), MEDIA_TYPES[formats[0]]
+    else:
+        body, media_type = bundle.bundle(seg, formats), bundle.MEDIA_TYPE
+    return Result(body, media_type, labels.shape[0], labels.shape[1], seg.count, plane,
                   sized.diameter)

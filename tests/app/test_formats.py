@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import zipfile
 
 import numpy as np
 import pytest
@@ -138,3 +139,30 @@ def test_a_plane_out_of_range_is_422(client, stack, params, words):
 def test_page_of_a_png_is_422(client):
     r = post(client, GOOD, page=1)
     assert r.status_code == 422 and "one page" in r.json()["detail"]
+
+
+def test_several_formats_come_from_one_segmentation_in_one_zip(client, monkeypatch):
+    data, _, _ = read_sample("fluorescence_256x256")
+    segmenter = client.app.state.segmenter
+    calls = []
+    segment_sized = segmenter.segment_sized
+    monkeypatch.setattr(segmenter, "segment_sized", lambda *a, **k: calls.append(1) or segment_sized(*a, **k))
+    wanted = ["labels", "measurements", "geojson", "rle", "png", "csv"]
+    r = post(client, data, name="plate/=a.png", format=",".join(wanted))
+    assert r.status_code == 200 and r.headers["content-type"] == "application/zip" and len(calls) == 1
+    assert r.headers["content-disposition"] == "attachment; filename=\"'=a.zip\""
+    with zipfile.ZipFile(io.BytesIO(r.content)) as archive:
+        assert archive.namelist() == ["'=a.labels.png", "'=a.measurements.csv", "'=a.geojson", "'=a.rle.json",
+                                      "'=a.mask.png", "'=a.submission.csv"]
+        bodies = [archive.read(name) for name in archive.namelist()]
+    for fmt, body in zip(wanted, bodies, strict=True):
+        alone = post(client, data, name="plate/=a.png", format=fmt)
+        assert body == alone.content, fmt
+        assert alone.headers["x-nuclei-count"] == r.headers["x-nuclei-count"]
+
+
+@pytest.mark.parametrize("bad", ["jpeg", "labels,jpeg", "", ",", "Labels"])
+def test_a_format_list_naming_no_known_format_is_422(client, bad):
+    r = post(client, GOOD, format=bad)
+    assert r.status_code == 422 and r.json()["detail"].startswith("format: ")
+    assert "'measurements'" in r.json()["detail"]
