@@ -1,8 +1,11 @@
 """`nuclei-client IN OUT --url URL`: every PNG/JPEG/TIFF/BMP under IN through the service.
 
-Outputs mirror IN's tree (`<stem>.labels.png`, `<stem>.csv` by default) and land atomically,
-so an image whose outputs exist is done: a re-run skips it (resume). OUT/summary.csv has one
-row per image. Exit status 0 when every image succeeded, 1 when any failed.
+Outputs mirror IN's tree (`<stem>.labels.png`, `<stem>.measurements.csv` by default), named
+by the one rule of `nuclei.naming` (`a.png` beside `a.tif`: `a.png.labels.png`, `a.tif.labels.png`;
+hidden and system files skipped), all from one request per image, and land atomically.
+OUT/summary.csv has one row per image, with the output stem it wrote: a re-run skips an image
+whose row says ok under the same stem and whose outputs exist (resume), and redoes any other.
+Exit status 0 when every image succeeded, 1 when any failed.
 """
 
 from __future__ import annotations
@@ -20,26 +23,27 @@ from typing import Any
 from tqdm import tqdm
 
 from client.api import Client, ClientError
+from nuclei.encode import OutputFormat, spreadsheet_safe
 from nuclei.imageio import ImageError, PlaneError, read_header
+from nuclei.naming import is_image, output_name, output_stems, skipped
 
-EXTENSIONS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
-OUTPUTS = {"labels": ".labels.png", "measurements": ".csv", "geojson": ".geojson", "rle": ".rle.json",
-           "png": ".mask.png"}
-SUMMARY = ("path", "width", "height", "count", "status", "error", "model_version", "seconds")
+OUTPUTS = [f.value for f in OutputFormat]
+SUMMARY = ("path", "width", "height", "count", "status", "error", "model_version", "seconds", "output")
 
 
-def walk(root: Path) -> Iterator[Path]:
-    """Image files under `root`, in a stable order, one directory in memory at a time."""
+def walk(root: Path) -> Iterator[tuple[Path, str, str]]:
+    """(image file, path relative to `root`, output stem) of every image under `root`, in a
+    stable order, one directory in memory at a time; hidden and system folders are not entered."""
     for folder, dirs, files in os.walk(root):
-        dirs.sort()
-        for name in sorted(files):
-            if Path(name).suffix.lower() in EXTENSIONS:
-                yield Path(folder) / name
+        dirs[:] = sorted(d for d in dirs if not skipped(d))
+        base = Path(folder).relative_to(root).as_posix()
+        rels = [name if base == "." else f"{base}/{name}" for name in files if is_image(name)]
+        for rel, stem in sorted(output_stems(rels).items()):
+            yield root / rel, rel, stem
 
 
-def outputs(image: Path, source: Path, out: Path, formats: list[str]) -> dict[str, Path]:
-    base = out / image.relative_to(source).parent / image.stem
-    return {f: base.with_name(base.name + OUTPUTS[f]) for f in formats}
+def outputs(out: Path, stem: str, formats: list[str]) -> dict[str, Path]:
+    return {f: out / output_name(stem, OutputFormat(f)) for f in formats}
 
 
 def write_atomically(path: Path, content: bytes) -> None:
@@ -49,11 +53,11 @@ def write_atomically(path: Path, content: bytes) -> None:
     os.replace(tmp, path)
 
 
-def process(client: Client, image: Path, rel: str, targets: dict[str, Path]) -> dict[str, Any]:
-    """One image: every requested format, or an error row with the server's detail."""
+def process(client: Client, image: Path, rel: str, stem: str, targets: dict[str, Path]) -> dict[str, Any]:
+    """One image: every requested format from one request, or an error row with the server's detail."""
     start = time.perf_counter()
     row: dict[str, Any] = {"path": rel, "width": "", "height": "", "count": "", "status": "ok", "error": "",
-                           "model_version": ""}
+                           "model_version": "", "output": stem}
     data = image.read_bytes()
     try:
         header = read_header(data)
@@ -61,10 +65,10 @@ def process(client: Client, image: Path, rel: str, targets: dict[str, Path]) -> 
     except (ImageError, PlaneError):
         pass  # the server says what is wrong with it
     try:
+        bodies, result = client.outputs(data, list(targets), filename=image.name)
         for fmt, path in targets.items():
-            result = client.segment(data, format=fmt, filename=image.name)
-            write_atomically(path, result.content)
-            row.update(count=result.count, model_version=result.model_version)
+            write_atomically(path, bodies[fmt])
+        row.update(count=result.count, model_version=result.model_version)
     except ClientError as exc:
         row.update(status="error", error=exc.detail if exc.status == 0 else f"{exc.status} {exc.detail}")
     row["seconds"] = round(time.perf_counter() - start, 3)
@@ -72,10 +76,16 @@ def process(client: Client, image: Path, rel: str, targets: dict[str, Path]) -> 
 
 
 def previous_rows(summary: Path) -> dict[str, dict[str, str]]:
+    """The ok rows of a previous run, by their (spreadsheet-safe) path."""
     if not summary.exists():
         return {}
     with summary.open(newline="") as f:
         return {r["path"]: r for r in csv.DictReader(f) if r.get("status") == "ok"}
+
+
+def table_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A summary row as written: text that a spreadsheet would run as a formula neutralised."""
+    return {k: spreadsheet_safe(v) if isinstance(v, str) else v for k, v in row.items()}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -87,7 +97,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="the service (env NUCLEI_URL); the API key comes from NUCLEI_API_KEY")
     p.add_argument("--concurrency", type=int, default=2, help="requests in flight (default 2)")
     p.add_argument("--formats", default="labels,measurements",
-                   help=f"comma-separated, among {', '.join(OUTPUTS)} (default labels,measurements)")
+                   help=f"comma-separated, among {', '.join(OUTPUTS)} (default labels,measurements); "
+                        "all from one request per image")
     p.add_argument("--patience", type=float, default=600.0,
                    help="seconds to keep retrying an unreachable or busy server (default 600)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -117,22 +128,22 @@ def run(args: argparse.Namespace) -> int:
         def record(row: dict[str, Any]) -> None:
             nonlocal failed
             failed += row["status"] != "ok"
-            writer.writerow(row)
+            writer.writerow(table_row(row))
             f.flush()
             bar.update()
             bar.set_postfix(failed=failed)
 
-        for image in walk(args.source):
-            rel = image.relative_to(args.source).as_posix()
-            targets = outputs(image, args.source, args.out, args.formats)
-            if all(p.exists() for p in targets.values()):
-                record(done_before.get(rel) or {"path": rel, "status": "ok", "error": "already done"})
+        for image, rel, stem in walk(args.source):
+            targets = outputs(args.out, stem, args.formats)
+            before = done_before.get(spreadsheet_safe(rel))
+            if before and before.get("output") == spreadsheet_safe(stem) and all(p.exists() for p in targets.values()):
+                record({**before, "path": rel, "output": stem})
                 continue
             if len(pending) >= 2 * args.concurrency:  # bounded: 10⁵ files never queue at once
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:
                     record(future.result())
-            pending.add(pool.submit(process, client, image, rel, targets))
+            pending.add(pool.submit(process, client, image, rel, stem, targets))
         for future in pending:
             record(future.result())
     print(f"{total - failed} of {total} images ok; summary in {summary_path}", file=sys.stderr)

@@ -102,13 +102,18 @@ def rle_document(seg: Segmentation) -> dict[str, Any]:
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
+def spreadsheet_safe(text: str) -> str:
+    """`text` as a table cell: a leading = + - @ (or tab, CR) is neutralised with a quote so
+    a spreadsheet never runs it as a formula."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
 def image_id(filename: str | None) -> str:
-    """The upload's name without folders or extension, kept as it is, except that a leading
-    = + - @ is neutralised with a quote so a spreadsheet never runs it as a formula."""
+    """The upload's name without folders or extension, kept as it is, except that it is made
+    `spreadsheet_safe`."""
     name = PureWindowsPath(PurePosixPath(filename or "").name).name
     stem = name.rsplit(".", 1)[0] if "." in name.lstrip(".") else name
-    stem = stem or "image"
-    return "'" + stem if stem.startswith(FORMULA_STARTS) else stem
+    return spreadsheet_safe(stem or "image")
 
 
 def measurements_rows(seg: Segmentation) -> list[dict[str, Any]]:

@@ -1,5 +1,5 @@
-// The web page's logic: queue the chosen images, send each to the API (format=geojson for
-// outlines and measurements, format=labels for the label image) with at most
+// The web page's logic: queue the chosen images, send each to the API once (format=geojson,labels:
+// outlines and measurements, and the label image, in one zip) with at most
 // min(queue depth, 4) requests in flight, retry 503 after Retry-After, show one image at a
 // time, and pack every result into one zip (makeZip: zip.js). Plain browser JavaScript.
 "use strict";
@@ -38,6 +38,8 @@ class Failure extends Error {
   constructor(status, detail) {
     super(status in WHY ? `${WHY[status]}: ${detail}` : detail);
     this.status = status;
+    // the error column of summary.csv, worded as nuclei-client and nuclei-batch word it
+    this.summary = status ? `${status} ${detail}` : detail;
   }
 }
 
@@ -68,6 +70,33 @@ const csvLine = (values) => values.map(csvField).join(",") + "\n";
 
 /** The image's path without its extension: folder/name for folder/name.tif. */
 const stemOf = (path) => path.replace(/\.[^./]*$/, "");
+
+/** Output stems of the images' paths (duplicates allowed), in their order, by the one naming
+ * rule (nuclei/naming.py, docs/for-pipelines.md): the path without its extension; paths whose
+ * stems match, letter case aside, keep their extension (a.png, a.tif); names still equal take
+ * ~2, ~3 … in sorted order. */
+function outputStems(paths) {
+  const sorted = paths.map((path, i) => [path, i]).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const key = (path) => stemOf(path).toLowerCase();
+  const clashes = new Map();
+  for (const [path] of sorted) clashes.set(key(path), (clashes.get(key(path)) || 0) + 1);
+  const wanted = sorted.map(([path]) => (clashes.get(key(path)) > 1 ? path : stemOf(path)));
+  const taken = new Set(wanted.map((stem) => stem.toLowerCase()));
+  const used = new Set();
+  const out = new Array(paths.length);
+  sorted.forEach(([, i], k) => {
+    let [name, n] = [wanted[k], 1];
+    while (used.has(name.toLowerCase()) || (n > 1 && taken.has(name.toLowerCase()))) name = `${wanted[k]}~${++n}`;
+    used.add(name.toLowerCase());
+    out[i] = name;
+  });
+  return out;
+}
+
+/** Hidden and system files and folders (.DS_Store, macOS ._x.png, __MACOSX/): never images. */
+const SYSTEM = new Set(["__macosx", "thumbs.db", "desktop.ini", "$recycle.bin", "system volume information"]);
+const skipped = (path) => path.split("/").some((p) => (p.startsWith(".") && p !== "." && p !== "..") ||
+  SYSTEM.has(p.toLowerCase()));
 
 /** Width and height from a PNG's IHDR chunk (the label image). */
 async function pngSize(blob) {
@@ -185,13 +214,15 @@ async function process(item) {
     if (item.file.size > limit) {
       throw new Failure(413, `${formatBytes(item.file.size)}, the limit is ${formatBytes(limit)}`);
     }
-    const outlines = await segment(item, "geojson");
-    item.geojson = await outlines.json();
-    item.count = Number(outlines.headers.get("X-Nuclei-Count") ?? item.geojson.features.length);
-    item.diameter = outlines.headers.get("X-Nucleus-Diameter");
-    item.model = ["Name", "Version", "Sha256"].map((h) => outlines.headers.get(`X-Model-${h}`));
+    const answer = await segment(item, "geojson,labels"); // one segmentation, both outputs
+    const parts = [...(await readZip(await answer.blob()))];
+    const part = (suffix) => (parts.find(([name]) => name.endsWith(suffix)) || [])[1];
+    item.geojson = JSON.parse(new TextDecoder().decode(part(".geojson")));
+    item.count = Number(answer.headers.get("X-Nuclei-Count") ?? item.geojson.features.length);
+    item.diameter = answer.headers.get("X-Nucleus-Diameter");
+    item.model = ["Name", "Version", "Sha256"].map((h) => answer.headers.get(`X-Model-${h}`));
     showModel(item.model);
-    item.labels = await (await segment(item, "labels")).blob();
+    item.labels = new Blob([part(".labels.png")], { type: "image/png" });
     [item.width, item.height] = await pngSize(item.labels);
     item.csv = measurementsCsv(item.geojson);
     item.seconds = (performance.now() - start) / 1000;
@@ -200,6 +231,7 @@ async function process(item) {
   } catch (error) {
     item.seconds = (performance.now() - start) / 1000;
     item.error = error.message;
+    item.errorText = error.summary ?? error.message;
     setStatus(item, "error", error.message);
   }
 }
@@ -212,7 +244,7 @@ function showModel([name, version, sha256]) {
 // ---- the queue --------------------------------------------------------------------------
 
 function addFiles(files) {
-  const added = [...files];
+  const added = [...files].filter((f) => !skipped(f.relativePath || f.webkitRelativePath || f.name));
   if (!added.length) return;
   $("batch").hidden = false;
   if (state.running === 0 && !state.items.some((i) => i.status === "queued")) {
@@ -295,28 +327,20 @@ function setStatus(item, status, text) {
 async function downloadZip() {
   const encoder = new TextEncoder();
   const entries = [];
-  const used = new Set();
-  const unique = (name) => {
-    let candidate = name;
-    for (let n = 2; used.has(candidate); n++) candidate = name.replace(/(\.[^.]+)?(\.[^.]+)$/, `-${n}$1$2`);
-    used.add(candidate);
-    return candidate;
-  };
-  let summary = csvLine(["path", "width", "height", "count", "status", "error", "model_version", "seconds"]);
-  for (const item of state.items) {
-    const stem = stemOf(item.path);
+  const stems = outputStems(state.items.map((item) => item.path));
+  let summary = csvLine(["path", "width", "height", "count", "status", "error", "model_version", "seconds", "output"]);
+  for (const [k, item] of state.items.entries()) {
+    const base = stems[k];
     if (item.status === "done") {
-      const base = unique(`${stem}.labels.png`).slice(0, -".labels.png".length);
-      used.add(`${base}.geojson`).add(`${base}.measurements.csv`);
       entries.push({ name: `${base}.labels.png`, data: new Uint8Array(await item.labels.arrayBuffer()) });
       entries.push({ name: `${base}.geojson`, data: encoder.encode(JSON.stringify(item.geojson)) });
       entries.push({ name: `${base}.measurements.csv`, data: encoder.encode(item.csv) });
     }
     summary += csvLine([item.path, item.width ?? "", item.height ?? "", item.count ?? "",
-      item.status === "done" ? "ok" : "error", item.error ?? "", (item.model || [])[1] ?? "",
-      item.seconds === undefined ? "" : item.seconds.toFixed(3)]);
+      item.status === "done" ? "ok" : "error", item.errorText ?? "", (item.model || [])[1] ?? "",
+      item.seconds === undefined ? "" : item.seconds.toFixed(3), base]);
   }
-  entries.push({ name: unique("summary.csv"), data: encoder.encode(summary) });
+  entries.push({ name: "summary.csv", data: encoder.encode(summary) }); // no output stem ends in .csv alone
   saveBlob(makeZip(entries), "nuclei-results.zip");
 }
 
@@ -477,8 +501,8 @@ async function filesOfEntry(entry, into) {
   }
 }
 
-/** From a folder, only the image files (not hidden ones): a folder holds notes and thumbnails too. */
-const imagesOnly = (files) => files.filter((f) => IMAGE_FILE.test(f.name) && !f.name.startsWith("."));
+/** From a folder, only the image files (hidden ones are left out by addFiles): a folder holds notes too. */
+const imagesOnly = (files) => files.filter((f) => IMAGE_FILE.test(f.name));
 
 function setUp() {
   $("files").addEventListener("change", (event) => {
@@ -509,7 +533,7 @@ function setUp() {
   $("zip").addEventListener("click", downloadZip);
   $("retry").addEventListener("click", () => {
     for (const item of state.items.filter((i) => i.status === "error")) {
-      item.error = undefined;
+      item.error = item.errorText = undefined;
       setStatus(item, "queued", "Waiting");
     }
     state.run = { start: performance.now(), end: null, base: finishedCount() };

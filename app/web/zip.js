@@ -1,6 +1,8 @@
 // makeZip(entries): a zip file (a Blob) of [{name, data: Uint8Array}], for the web page's
 // "Download all results". STORE only, no compression: the label PNGs are compressed already.
 // No zip64, so under 4 GiB and 65535 files in all. Names are UTF-8 (general flag bit 11).
+// readZip(blob): the entries of the service's answer to several formats at once (stored or
+// deflated, read with the browser's own DecompressionStream).
 "use strict";
 
 const CRC_TABLE = (() => {
@@ -58,4 +60,33 @@ function makeZip(entries) {
   end.setUint32(12, size, true);
   end.setUint32(16, offset, true);
   return new Blob([...files, ...directory, end], { type: "application/zip" });
+}
+
+/** A zip Blob (no zip64) → Map of entry name → Uint8Array; stored and deflated entries. */
+async function readZip(blob) {
+  const bytes = new Uint8Array(await blob.arrayBuffer());
+  const view = new DataView(bytes.buffer);
+  let end = bytes.length - 22;
+  while (end >= 0 && view.getUint32(end, true) !== 0x06054b50) end--;
+  if (end < 0) throw new Error("not a zip file");
+  const decoder = new TextDecoder();
+  const entries = new Map();
+  let at = view.getUint32(end + 16, true);
+  for (let k = view.getUint16(end + 10, true); k > 0; k--) {
+    const [method, size] = [view.getUint16(at + 10, true), view.getUint32(at + 20, true)];
+    const [nameLength, extra, comment] = [28, 30, 32].map((o) => view.getUint16(at + o, true));
+    const name = decoder.decode(bytes.subarray(at + 46, at + 46 + nameLength));
+    const local = view.getUint32(at + 42, true);
+    const start = local + 30 + view.getUint16(local + 26, true) + view.getUint16(local + 28, true);
+    let data = bytes.subarray(start, start + size);
+    if (method === 8) {
+      const stream = new Blob([data]).stream().pipeThrough(new DecompressionStream("deflate-raw"));
+      data = new Uint8Array(await new Response(stream).arrayBuffer());
+    } else if (method !== 0) {
+      throw new Error(`zip entry ${name}: compression method ${method} is not read here`);
+    }
+    entries.set(name, data);
+    at += 46 + nameLength + extra + comment;
+  }
+  return entries;
 }
