@@ -1,4 +1,4 @@
-"""Command line: python -m training {train,export,tune,quantize,evaluate,diameters} --help."""
+"""Command line: python -m training {train,export,tune,quantize,evaluate,diameters,package} --help."""
 
 from __future__ import annotations
 
@@ -92,6 +92,10 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--data", default=DEFAULT_DATA, help="labelled zip or folder (Kaggle layout)")
     d.add_argument("--update-card", nargs="*", default=[], metavar="MODEL_ONNX",
                    help="write it into these models' cards")
+
+    k = sub.add_parser("package", **fmt, help="served models → bioimage.io packages (spec 0.5, docs/bioimageio.md)")
+    k.add_argument("--model", nargs="+", default=[DEFAULT_MODEL, DEFAULT_INT8], help="ONNX files with their cards")
+    k.add_argument("--out", default="dist", help="folder for <model>.bioimageio.zip")
     return p
 
 
@@ -100,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("training").setLevel(logging.INFO)
+    if args.command == "package":  # no dataset: the test tensors come from samples/
+        from training.package import package_command
+
+        return package_command(args.model, args.out)
     from training.data import Dataset, DatasetError
 
     try:
