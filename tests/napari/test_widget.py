@@ -18,7 +18,7 @@ from bench.server import serve
 from napari_nuclei import widget as widget_module
 from napari_nuclei.widget import SERVICE, SegmentWidget
 from nuclei.measure import COLUMNS
-from tests.conftest import FLOAT_MODEL, MODEL, SAMPLES, post, read_png, read_sample
+from tests.conftest import FLOAT_MODEL, MODEL, post, read_png, read_sample
 
 PLUGIN, WIDGET = "nuclei-segmentation", "Segment nuclei"
 WAIT_MS = 120_000  # only reached when the run never ends: the assertion then says so
@@ -124,11 +124,16 @@ def test_service_url(make_napari_viewer, qtbot) -> None:
     assert "nuclei-unet.int8 1.3.0" in w.status.text()
 
 
-def test_models_folder_lists_the_served_models(make_napari_viewer) -> None:
+def test_model_picker_lists_the_models_folder(make_napari_viewer, tmp_path: Path, monkeypatch) -> None:
     w = dock(make_napari_viewer())
     names = [w.source.itemText(i) for i in range(w.source.count())]
-    assert names == ["nuclei-unet.int8.onnx", "nuclei-unet.onnx", SERVICE]
+    assert names[0] == MODEL.name and FLOAT_MODEL.name in names and names[-1] == SERVICE  # served one first
     assert not w.url.isEnabled()
     w.source.setCurrentText(SERVICE)
     assert w.url.isEnabled()
-    assert SAMPLES.is_dir()
+    (tmp_path / "mine.onnx").write_bytes(b"listed, not loaded")
+    (tmp_path / "no-card.onnx").write_bytes(b"")
+    (tmp_path / "mine.json").write_bytes(FLOAT_MODEL.with_suffix(".json").read_bytes())
+    monkeypatch.setenv("NUCLEI_MODELS", str(tmp_path))
+    w = dock(make_napari_viewer())
+    assert [w.source.itemText(i) for i in range(w.source.count())] == ["mine.onnx", SERVICE]
