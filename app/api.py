@@ -1,5 +1,6 @@
-"""Routes and the mapping of errors to HTTP statuses (the response schemas and their
-examples: app.schemas). Handlers validate, delegate to `nuclei.pipeline`, and return."""
+"""Routes, and error handlers that answer input errors with the status `nuclei.errors` gives
+them (the response schemas and their examples: app.schemas). Handlers validate, delegate to
+`nuclei.pipeline`, and return."""
 
 from __future__ import annotations
 
@@ -28,12 +29,10 @@ from app.schemas import (
     timeout_detail,
 )
 from nuclei.bundle import MEDIA_TYPE as ZIP
-from nuclei.bundle import FormatError, parse_formats
-from nuclei.encode import MEDIA_TYPES, OutputFormat, TooManyNucleiError, image_id
-from nuclei.imageio import ImageError, ImageTooLargeError, PlaneError, UnsupportedImageError
-from nuclei.normalize import ChannelError
+from nuclei.bundle import parse_formats
+from nuclei.encode import MEDIA_TYPES, OutputFormat, image_id
+from nuclei.errors import STATUSES
 from nuclei.pipeline import segment_bytes
-from nuclei.scale import DiameterError
 
 log = logging.getLogger("app")
 router = APIRouter()
@@ -171,12 +170,7 @@ def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> J
 
 def install_error_handlers(app: FastAPI) -> None:
     """Bad input → a 4xx a person can act on; never a 500."""
-    statuses: list[tuple[type[Exception], int]] = [
-        (ImageTooLargeError, 413), (UnsupportedImageError, 415), (ChannelError, 415),
-        (ImageError, 400), (TooManyNucleiError, 422), (PlaneError, 422),
-        (DiameterError, 422), (FormatError, 422),
-    ]
-    for exc_type, status in statuses:
+    for exc_type, status in STATUSES:
         app.add_exception_handler(exc_type, lambda _r, e, s=status: _error(s, str(e)))
 
     async def overloaded(request: Request, exc: Exception) -> JSONResponse:

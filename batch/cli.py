@@ -1,6 +1,7 @@
 """`nuclei-batch IN OUT`: segment every image under IN on a Dask cluster and write
-OUT/images.parquet, OUT/nuclei.parquet and OUT/labels/. Exit status 0 when every image
-succeeded, 1 when any failed, 2 for bad arguments.
+OUT/images.parquet, OUT/nuclei.parquet and OUT/labels/ (batch.folder: written as .partial
+with an INCOMPLETE marker until the job is done; a re-run segments only what is not done).
+Exit status 0 when every image succeeded, 1 when any failed, 2 for bad arguments.
 
 `nuclei-batch SLIDE OUT`: one whole-slide or mosaic image (a TIFF larger than --max-pixels
 or given with --slide, or a zarr array) is segmented block by block on the same cluster and
@@ -9,19 +10,15 @@ stitched: OUT/<stem>.labels.ome.tif, OUT/nuclei.parquet, OUT/<stem>.geojson (bat
 from __future__ import annotations
 
 import argparse
-import itertools
 import logging
 import os
 import sys
 from pathlib import Path
 
-from dask.distributed import Client, LocalCluster, as_completed
-from tqdm import tqdm
+from dask.distributed import Client, LocalCluster
 
+from batch.folder import run_folder
 from batch.slide import run_slide, wants_slide_mode
-from batch.sources import chunks, find_images, relative_name
-from batch.tables import IMAGES, NUCLEI, TableWriter
-from batch.work import Job, segment_files
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "nuclei-unet.int8.onnx"
 
@@ -41,6 +38,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-pixels", type=int, default=4096 * 4096, help="larger images are error rows")
     p.add_argument("--diameter", type=float, help="median nucleus diameter (px) of every image; default: "
                    "estimated per image, as POST /segment does (column 'diameter' of images.parquet)")
+    p.add_argument("--checkpoint", type=int, default=500,
+                   help="finished images per part file: a crash loses at most this many images' work")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     slide = p.add_argument_group("one large image (whole slide, mosaic), segmented block by block")
     slide.add_argument("--slide", action="store_true",
@@ -74,37 +73,7 @@ def run(args: argparse.Namespace) -> int:
     if wants_slide_mode(args):
         # quiet workers, and an HTTP port of its own: a failure is one line on stderr
         return run_slide(args, lambda a: connect(a, silence_logs=logging.CRITICAL, dashboard_address="127.0.0.1:0"))
-    fs, root, paths = find_images(args.source)
-    if not paths:
-        print(f"nuclei-batch: no PNG/JPEG/TIFF/BMP images in {args.source}", file=sys.stderr)
-        return 2
-    job = Job(model_path=str(Path(args.model).resolve()), out=args.out, source_root=root,
-              max_pixels=args.max_pixels, threads=args.threads, diameter=args.diameter)
-    items = [(fs.unstrip_protocol(p), relative_name(p, root)) for p in paths]
-    failed = 0
-    images = TableWriter(f"{args.out.rstrip('/')}/images.parquet", IMAGES)
-    nuclei = TableWriter(f"{args.out.rstrip('/')}/nuclei.parquet", NUCLEI)
-    with connect(args) as client, tqdm(total=len(items), unit="img", disable=args.quiet) as bar:
-        # A bounded window of tasks in flight: memory and scheduler load stay flat at 10⁶ images.
-        pending = iter(chunks(items, args.chunk))
-        window = 4 * max(1, len(client.scheduler_info()["workers"]))
-        first = itertools.islice(pending, window)
-        running = as_completed([client.submit(segment_files, c, job, pure=False) for c in first])
-        for future in running:
-            for row, rows in future.result():
-                failed += row["status"] != "ok"
-                images.write([row])
-                nuclei.write(rows)
-            bar.update(len(future.result()))
-            bar.set_postfix(failed=failed)
-            future.release()
-            following = next(pending, None)
-            if following is not None:
-                running.add(client.submit(segment_files, following, job, pure=False))
-    images.close()
-    nuclei.close()
-    print(f"{len(items) - failed} of {len(items)} images segmented; results in {args.out}", file=sys.stderr)
-    return 1 if failed else 0
+    return run_folder(args, connect)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,6 +35,7 @@ from dask.distributed import as_completed
 from tqdm import tqdm
 
 from batch.blocks import BlockResult, Task, grid, sample, segment_block, with_id
+from batch.outputs import Outputs
 from batch.slideio import SlideError, SlideSpec, is_tiff, is_zarr, open_slide, quiet_tifffile, stem
 from batch.stitch import Stitcher
 from batch.tables import IMAGES, NUCLEI, TableWriter
@@ -64,28 +65,6 @@ def wants_slide_mode(args: argparse.Namespace) -> bool:
     return height * width > args.max_pixels
 
 
-class _Outputs:
-    """The job's files, written under `.partial` names until the whole slide is done."""
-
-    def __init__(self, out: Path, name: str) -> None:
-        out.mkdir(parents=True, exist_ok=True)
-        self.marker = out / "INCOMPLETE"
-        self.final = {"labels": out / f"{name}.labels.ome.tif", "nuclei": out / "nuclei.parquet",
-                      "geojson": out / f"{name}.geojson", "images": out / "images.parquet"}
-        self.partial = {k: p.with_name(p.name + ".partial") for k, p in self.final.items()}
-
-    def started(self, source: str) -> None:
-        self.marker.write_text(f"{source}: segmentation started; the .partial files are not complete\n")
-
-    def failed(self, source: str, message: str) -> None:
-        self.marker.write_text(f"{source}: {message}\nThe .partial files in this folder are incomplete.\n")
-
-    def done(self) -> None:
-        for key, partial in self.partial.items():
-            os.replace(partial, self.final[key])
-        self.marker.unlink(missing_ok=True)
-
-
 def _normalisation(args: argparse.Namespace, client, spec: SlideSpec, height: int, width: int,
                    quiet: bool) -> tuple[float, float, bool]:
     """(low, high, invert) for the whole slide: --range, or a sample of every n-th pixel."""
@@ -105,7 +84,7 @@ def _normalisation(args: argparse.Namespace, client, spec: SlideSpec, height: in
     return low, high, invert if args.invert is None else bool(args.invert)
 
 
-def _segment(args: argparse.Namespace, client, task: Task, outputs: _Outputs, model_version: str,
+def _segment(args: argparse.Namespace, client, task: Task, outputs: Outputs, model_version: str,
              quiet: bool) -> tuple[int, int, int]:
     """Every block → the partial files. Returns (nuclei, blocks, nuclei cut at a block edge)."""
     blocks = grid(task.height, task.width, args.block, args.overlap)
@@ -183,7 +162,9 @@ def run_slide(args: argparse.Namespace, connect) -> int:
     height, width = slide.height, slide.width
     model_path = str(Path(args.model).resolve())
     model_version = load_card(Path(model_path)).version
-    outputs = _Outputs(Path(args.out), stem(source))
+    name = stem(source)
+    outputs = Outputs(args.out, {"labels": f"{name}.labels.ome.tif", "nuclei": "nuclei.parquet",
+                                 "geojson": f"{name}.geojson", "images": "images.parquet"})
     outputs.started(source)
     try:
         with connect(args) as client:
@@ -198,9 +179,9 @@ def run_slide(args: argparse.Namespace, connect) -> int:
         print(f"nuclei-batch: {source}: {message}", file=sys.stderr)
         return 1
     seconds = time.perf_counter() - start
-    images = TableWriter(str(outputs.partial["images"]), IMAGES)
+    images = TableWriter(outputs.partial["images"], IMAGES)
     images.write([{"path": spec.path, "width": width, "height": height, "count": count, "status": "ok",
-                   "error": "", "model_version": model_version, "seconds": round(seconds, 3)}])
+                   "error": "", "model_version": model_version, "seconds": round(seconds, 3), "output": name}])
     images.close()
     outputs.done()
     if cut:

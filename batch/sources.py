@@ -1,5 +1,6 @@
 """IN → the image files to segment: a folder (walked), a glob, or any fsspec URL
-(`s3://bucket/plate1/`, `gs://…/*.tif`, `file://…`)."""
+(`s3://bucket/plate1/`, `gs://…/*.tif`, `file://…`), and the names their outputs take
+(`nuclei.naming`: hidden and system files skipped, one stem per image)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,7 @@ from pathlib import PurePosixPath
 
 import fsspec
 
-EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
-
-
-def is_image(path: str) -> bool:
-    return path.lower().endswith(EXTENSIONS)
+from nuclei.naming import is_image, output_stems
 
 
 def find_images(source: str) -> tuple[fsspec.AbstractFileSystem, str, list[str]]:
@@ -22,19 +19,25 @@ def find_images(source: str) -> tuple[fsspec.AbstractFileSystem, str, list[str]]
     fs, _, expanded = fsspec.get_fs_token_paths(source)
     if len(expanded) == 1 and fs.isdir(expanded[0]):
         root = expanded[0]
-        return fs, root, sorted(p for p in fs.find(root) if is_image(p))
-    paths = sorted(p for p in expanded if is_image(p) and fs.isfile(p))
-    root = posixpath.commonpath([posixpath.dirname(p) for p in paths]) if paths else ""
-    return fs, root, paths
+        return fs, root, sorted(p for p in fs.find(root) if is_image(_relative(p, root)))
+    files = [p for p in expanded if fs.isfile(p)]
+    root = posixpath.commonpath([posixpath.dirname(p) for p in files]) if files else ""
+    return fs, root, sorted(p for p in files if is_image(_relative(p, root)))
 
 
-def relative_name(path: str, source_root: str) -> str:
-    """`path` below the input root, without its extension: the name its outputs take."""
+def _relative(path: str, root: str) -> str:
     try:
-        rel = PurePosixPath(path).relative_to(source_root)
+        return str(PurePosixPath(path).relative_to(root))
     except ValueError:
-        rel = PurePosixPath(PurePosixPath(path).name)
-    return str(rel.with_suffix(""))
+        return PurePosixPath(path).name
+
+
+def output_names(paths: list[str], source_root: str) -> dict[str, str]:
+    """Each path → the stem its outputs take below OUT (`nuclei.naming.output_stems` of the
+    paths below the input root)."""
+    relative = {p: _relative(p, source_root) for p in paths}
+    stems = output_stems(relative.values())
+    return {p: stems[rel] for p, rel in relative.items()}
 
 
 def chunks(items: list[str], size: int) -> Iterator[list[str]]:

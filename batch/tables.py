@@ -12,8 +12,9 @@ import pyarrow.parquet as pq
 IMAGES = pa.schema([
     ("path", pa.string()), ("width", pa.int32()), ("height", pa.int32()), ("count", pa.int32()),
     ("diameter", pa.float64()), ("status", pa.string()), ("error", pa.string()), ("model_version", pa.string()),
-    ("seconds", pa.float64()),
+    ("seconds", pa.float64()), ("output", pa.string()),
 ])
+"""`output`: the stem the image's files were written under (`nuclei.naming`)."""
 NUCLEI = pa.schema([
     ("path", pa.string()), ("id", pa.int32()), ("area", pa.int64()), ("perimeter", pa.float64()),
     ("centroid_x", pa.float64()), ("centroid_y", pa.float64()), ("bbox_x", pa.int32()),
@@ -33,7 +34,11 @@ class TableWriter:
 
     def write(self, rows: list[dict[str, Any]]) -> None:
         if rows:
-            self._writer.write_table(pa.Table.from_pylist(rows, schema=self.schema))
+            self.write_table(pa.Table.from_pylist(rows, schema=self.schema))
+
+    def write_table(self, table: pa.Table) -> None:
+        if table.num_rows:
+            self._writer.write_table(table)
 
     def close(self) -> None:
         self._writer.close()

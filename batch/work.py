@@ -14,13 +14,13 @@ from typing import Any
 
 import fsspec
 
-from nuclei.encode import TooManyNucleiError, labels_png
-from nuclei.imageio import ImageError, decode_image
+from batch.outputs import write_whole
+from nuclei.encode import OutputFormat, labels_png
+from nuclei.errors import INPUT_ERRORS, describe
+from nuclei.imageio import decode_image
 from nuclei.measure import measure
-from nuclei.normalize import ChannelError
-from nuclei.segmenter import DiameterError, Segmenter
-
-IMAGE_COLUMNS = ("path", "width", "height", "count", "diameter", "status", "error", "model_version", "seconds")
+from nuclei.naming import output_name
+from nuclei.segmenter import Segmenter
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class Job:
     """Everything a task needs, small enough to ship with every task."""
 
     model_path: str
-    out: str  # folder or URL; labels go to OUT/labels/<name>.labels.png
+    out: str  # folder or URL; labels go to OUT/labels/<stem>.labels.png
     source_root: str
     max_pixels: int
     threads: int = 1
@@ -40,16 +40,17 @@ def _segmenter(model_path: str, threads: int) -> Segmenter:
     return Segmenter(model_path, intra_op_threads=threads, spinning=False)
 
 
-def labels_url(job: Job, name: str) -> str:
-    return f"{job.out.rstrip('/')}/labels/{name}.labels.png"
+def labels_url(job: Job, stem: str) -> str:
+    return f"{job.out.rstrip('/')}/labels/{output_name(stem, OutputFormat.labels)}"
 
 
-def segment_file(path: str, name: str, job: Job) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """One image → (its row for images.parquet, its rows for nuclei.parquet)."""
+def segment_file(path: str, stem: str, job: Job) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One image → (its row for images.parquet, its rows for nuclei.parquet); its label image
+    written whole under its output `stem`."""
     start = time.perf_counter()
     segmenter = _segmenter(job.model_path, job.threads)
     row: dict[str, Any] = {"path": path, "width": None, "height": None, "count": None, "diameter": None, "status": "ok",
-                           "error": "", "model_version": segmenter.card.version}
+                           "error": "", "model_version": segmenter.card.version, "output": stem}
     nuclei: list[dict[str, Any]] = []
     try:
         with fsspec.open(path, "rb") as f:
@@ -57,17 +58,16 @@ def segment_file(path: str, name: str, job: Job) -> tuple[dict[str, Any], list[d
         image = decode_image(data, max_pixels=job.max_pixels)
         sized = segmenter.segment_sized(image, diameter=job.diameter, max_pixels=job.max_pixels)
         labels = sized.labels
-        with fsspec.open(labels_url(job, name), "wb", auto_mkdir=True) as f:
-            f.write(labels_png(labels))
+        write_whole(labels_url(job, stem), labels_png(labels))
         nuclei = [{"path": path, **m} for m in measure(labels, image)]
         row.update(height=int(labels.shape[0]), width=int(labels.shape[1]), count=len(nuclei),
                    diameter=round(sized.diameter, 1))
-    except (ImageError, ChannelError, TooManyNucleiError, DiameterError, OSError) as exc:
-        row.update(status="error", error=f"{type(exc).__name__}: {exc}")
+    except (*INPUT_ERRORS, OSError) as exc:  # worded as the service and the client word it
+        row.update(status="error", error=describe(exc))
     row["seconds"] = round(time.perf_counter() - start, 4)
     return row, nuclei
 
 
 def segment_files(items: list[tuple[str, str]], job: Job) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
-    """A chunk of (path, name) pairs: one task per chunk keeps the scheduler light at 10⁶ images."""
+    """A chunk of (path, stem) pairs: one task per chunk keeps the scheduler light at 10⁶ images."""
     return [segment_file(path, name, job) for path, name in items]

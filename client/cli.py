@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from client.api import Client, ClientError
 from nuclei.encode import OutputFormat, spreadsheet_safe
+from nuclei.errors import error_text
 from nuclei.imageio import ImageError, PlaneError, read_header
 from nuclei.naming import is_image, output_name, output_stems, skipped
 
@@ -70,7 +71,7 @@ def process(client: Client, image: Path, rel: str, stem: str, targets: dict[str,
             write_atomically(path, bodies[fmt])
         row.update(count=result.count, model_version=result.model_version)
     except ClientError as exc:
-        row.update(status="error", error=exc.detail if exc.status == 0 else f"{exc.status} {exc.detail}")
+        row.update(status="error", error=error_text(exc.status, exc.detail))
     row["seconds"] = round(time.perf_counter() - start, 3)
     return row
 

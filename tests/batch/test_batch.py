@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import tifffile
 from dask.distributed import Client, LocalCluster
 
 from batch.cli import main
-from tests.conftest import ROOT, SAMPLE_NAMES, png_bytes, read_sample
+from tests.conftest import ROOT, SAMPLE_NAMES, png_bytes, read_png, read_sample
 
 
 def write_images(folder: Path, copies: int) -> list[Path]:
@@ -89,3 +90,74 @@ def test_a_worker_killed_mid_job_loses_no_image(tmp_path: Path) -> None:
     assert 0 < done_before_kill < len(paths), "the worker was killed while the job ran"
     rows = pq.read_table(out / "images.parquet").to_pylist()
     assert len(rows) == len(paths) and {r["status"] for r in rows} == {"ok"}
+
+
+def test_bad_files_read_as_the_service_answers_them(batch_run, client) -> None:
+    _, out, _ = batch_run
+    rows = {Path(r["path"]).name: r for r in pq.read_table(out / "images.parquet").to_pylist()}
+    served = client.post("/segment", files={"file": ("corrupt.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)})
+    assert rows["corrupt.png"]["error"] == f"{served.status_code} {served.json()['detail']}"
+    assert rows["corrupt.png"]["error"].startswith("400 ")
+
+
+def labels_written(out: Path) -> dict[Path, int]:
+    return {p: p.stat().st_mtime_ns for p in (out / "labels").rglob("*.labels.png")}
+
+
+def test_one_stem_two_images_and_a_macos_file_give_two_results_and_a_rerun_redoes_nothing(tmp_path: Path) -> None:
+    source, out = tmp_path / "in", tmp_path / "out"
+    source.mkdir()
+    (source / "a.png").write_bytes(read_sample("fluorescence_256x256")[0])
+    tifffile.imwrite(source / "a.tif", read_sample("he_stained_256x320")[1])
+    (source / "._a.png").write_bytes(b"\x00\x05\x16\x07" + bytes(60))  # AppleDouble, not an image
+    (source / ".thumbnails").mkdir()
+    (source / ".thumbnails" / "a.png").write_bytes(read_sample("fluorescence_256x256")[0])
+    assert main([str(source), str(out), "--workers", "1", "--quiet"]) == 0
+    rows = {Path(r["path"]).name: r for r in pq.read_table(out / "images.parquet").to_pylist()}
+    assert sorted(rows) == ["a.png", "a.tif"] and {r["status"] for r in rows.values()} == {"ok"}
+    assert sorted(p.name for p in (out / "labels").iterdir()) == ["a.png.labels.png", "a.tif.labels.png"]
+    for name, row in rows.items():
+        labels = read_png((out / "labels" / f"{name}.labels.png").read_bytes())
+        assert row["output"] == name and labels.max() == row["count"] > 0
+    assert rows["a.png"]["count"] != rows["a.tif"]["count"]
+    nuclei = pq.read_table(out / "nuclei.parquet").to_pylist()
+    written = labels_written(out)
+    assert main([str(source), str(out), "--workers", "1", "--quiet"]) == 0
+    assert labels_written(out) == written, "nothing redone"
+    assert pq.read_table(out / "images.parquet").to_pylist() == list(rows.values())
+    assert pq.read_table(out / "nuclei.parquet").to_pylist() == nuclei
+    assert sorted(p.name for p in out.iterdir()) == ["images.parquet", "labels", "nuclei.parquet"]
+
+
+@pytest.mark.slow
+def test_a_job_killed_mid_folder_leaves_partial_files_and_a_rerun_completes_it(tmp_path: Path) -> None:
+    source, out = tmp_path / "in", tmp_path / "out"
+    paths = write_images(source, copies=4)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with LocalCluster(n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as cluster:
+        job = subprocess.Popen(
+            [sys.executable, "-m", "batch", str(source), str(out), "--scheduler", cluster.scheduler_address,
+             "--chunk", "1", "--checkpoint", "1", "--quiet"], env=env, cwd=ROOT)
+        deadline = time.monotonic() + 120
+        while not list(out.glob("parts.partial/images-*.parquet")) and time.monotonic() < deadline:
+            assert job.poll() is None, "the job ended before it was killed"
+            time.sleep(0.05)
+        job.send_signal(signal.SIGKILL)
+        job.wait()
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["INCOMPLETE", "labels", "parts.partial"], "no table that looks whole"
+    assert "segmentation started" in (out / "INCOMPLETE").read_text()
+    parts = [r for p in sorted(out.glob("parts.partial/images-*.parquet")) for r in pq.read_table(p).to_pylist()]
+    done = {r["output"] for r in parts}
+    assert 0 < len(done) < len(paths)
+    kept = {p: m for p, m in labels_written(out).items() if str(p.relative_to(out / "labels")).removesuffix(
+        ".labels.png") in done}
+    assert main([str(source), str(out), "--workers", "1", "--quiet"]) == 0
+    rows = pq.read_table(out / "images.parquet").to_pylist()
+    assert sorted(r["output"] for r in rows) == sorted(str(p.relative_to(source).with_suffix("")) for p in paths)
+    assert {r["status"] for r in rows} == {"ok"}
+    nuclei = pq.read_table(out / "nuclei.parquet").to_pylist()
+    for row in rows:
+        assert sorted(n["id"] for n in nuclei if n["path"] == row["path"]) == list(range(1, row["count"] + 1))
+    assert {p: m for p, m in labels_written(out).items() if p in kept} == kept, "what was done is not redone"
+    assert sorted(p.name for p in out.iterdir()) == ["images.parquet", "labels", "nuclei.parquet"]
