@@ -58,27 +58,28 @@ def test_bad_setting_fails_start_up_in_one_line():
     assert proc.stderr.strip() == "error: QUEUE_DEPTH: Input should be greater than or equal to 1"
 
 
-# `python -m app` with Segmenter.segment slowed down for anything bigger than the 64×64 warm-up,
-# so a request is surely in flight when SIGTERM arrives.
-SLOW_SERVER = """
-import sys, time
+# `python -m app` whose Segmenter holds anything bigger than the 64×64 warm-up until the file
+# argv[1] exists, so a request is in flight for as long as the test wants, on any machine.
+HOLDING_SERVER = """
+import os, sys, time
 from nuclei import segmenter
 from app.__main__ import main
 
-delay, segment = float(sys.argv[1]), segmenter.Segmenter.segment_sized
+release, segment = sys.argv[1], segmenter.Segmenter.segment_sized
 
-def slow(self, image, *args, **kwargs):
-    if image.shape[0] > 64:
-        time.sleep(delay)
+def held(self, image, *args, **kwargs):
+    while image.shape[0] > 64 and not os.path.exists(release):
+        time.sleep(0.01)
     return segment(self, image, *args, **kwargs)
 
-segmenter.Segmenter.segment_sized = slow
+segmenter.Segmenter.segment_sized = held
 sys.exit(main())
 """
 
 
-def start_server(log: Path, delay_s: float = 0.0, **settings: object) -> tuple[subprocess.Popen, str]:
-    command = [sys.executable, "-c", SLOW_SERVER, str(delay_s)] if delay_s else None
+def start_server(log: Path, release: Path | None = None, **settings: object) -> tuple[subprocess.Popen, str]:
+    """A server; with `release`, one that holds each image until that file exists."""
+    command = [sys.executable, "-c", HOLDING_SERVER, str(release)] if release else None
     server = start({"log_level": "warning", **settings}, command=command, log_path=log, timeout_s=60, poll_s=0.1)
     return server.proc, server.url
 
@@ -141,7 +142,8 @@ def test_huge_declared_upload_is_refused_before_any_body(small_upload_server):
 
 
 def test_sigterm_drains_in_flight_requests_then_exits_cleanly(tmp_path):
-    proc, url = start_server(tmp_path / "log", delay_s=1.5, shutdown_timeout_s=20, log_level="info")
+    release = tmp_path / "release"
+    proc, url = start_server(tmp_path / "log", release, shutdown_timeout_s=20, log_level="info")
     try:
         with ThreadPoolExecutor(1) as pool:
             busy = pool.submit(httpx.post, url + "/segment", params={"format": "rle"}, timeout=30,
@@ -151,9 +153,19 @@ def test_sigterm_drains_in_flight_requests_then_exits_cleanly(tmp_path):
                 assert time.monotonic() < deadline, "the request never got in flight"
                 time.sleep(0.02)
             proc.send_signal(signal.SIGTERM)
-            time.sleep(0.3)
-            with pytest.raises(httpx.ConnectError):  # no longer accepting
-                httpx.get(url + "/health", timeout=2, trust_env=False)
+            deadline = time.monotonic() + 10
+            while True:  # until new connections are refused: polled, not a guess at how long it takes
+                try:
+                    httpx.get(url + "/health", timeout=2, trust_env=False)
+                except httpx.ConnectError:
+                    break
+                assert time.monotonic() < deadline, "still accepting connections 10 s after SIGTERM"
+                time.sleep(0.02)
+            while "Waiting for connections to close" not in (tmp_path / "log").read_text():
+                assert time.monotonic() < deadline, "the server does not wait for the request in flight"
+                time.sleep(0.02)
+            assert not busy.done(), "refused while the held request is still in flight"
+            release.touch()
             response = busy.result(30)
         assert response.status_code == 200 and response.json()["width"] == 96
         # uvicorn re-raises the signal once it has shut down, so the status is "killed by
