@@ -4,7 +4,7 @@ zarr), segmented block by block on the Dask cluster, never whole in memory.
     1. statistics  every n-th pixel of the whole slide → the normalisation (or --range)
     2. blocks      `batch.blocks.segment_block` per block, in parallel, a bounded window
                    of blocks in flight
-    3. stitch      `batch.stitch.Stitcher`: label tiles in order, nuclei with slide ids
+    3. stitch      `nuclei.stitch.Stitcher`: label tiles in order, nuclei with slide ids
 
 OUT/<stem>.labels.ome.tif   uint32 labels, tiled 512×512, deflate, written tile by tile
 OUT/nuclei.parquet          one row per nucleus, slide coordinates
@@ -34,16 +34,17 @@ import tifffile
 from dask.distributed import as_completed
 from tqdm import tqdm
 
-from batch.blocks import BlockResult, Task, grid, sample, segment_block, with_id
+from batch.blocks import BlockResult, Task, sample, segment_block, with_id
 from batch.outputs import Outputs
 from batch.slideio import SlideError, SlideSpec, is_tiff, is_zarr, open_slide, quiet_tifffile, stem
-from batch.stitch import Stitcher
 from batch.tables import IMAGES, NUCLEI, TableWriter
+from nuclei.big import TILE, check_blocks
+from nuclei.blocks import grid
 from nuclei.card import load as load_card
 from nuclei.geojson import FeatureWriter
 from nuclei.normalize import statistics
-
-TILE = 512  # the labels OME-TIFF's tiles, and the rows of tiles block labels are kept in
+from nuclei.scale import DiameterError, check
+from nuclei.stitch import Stitcher
 
 
 def wants_slide_mode(args: argparse.Namespace) -> bool:
@@ -85,8 +86,9 @@ def _normalisation(args: argparse.Namespace, client, spec: SlideSpec, height: in
 
 
 def _segment(args: argparse.Namespace, client, task: Task, outputs: Outputs, model_version: str,
-             quiet: bool) -> tuple[int, int, int]:
-    """Every block → the partial files. Returns (nuclei, blocks, nuclei cut at a block edge)."""
+             quiet: bool) -> tuple[int, int, int, float | None]:
+    """Every block → the partial files. Returns (nuclei, blocks, nuclei cut at a block edge,
+    their median equivalent diameter)."""
     blocks = grid(task.height, task.width, args.block, args.overlap)
     columns = math.ceil(task.width / args.block)
     workers = max(1, len(client.scheduler_info()["workers"]))
@@ -97,13 +99,19 @@ def _segment(args: argparse.Namespace, client, task: Task, outputs: Outputs, mod
     with nuclei, open(outputs.partial["geojson"], "w", encoding="utf-8", buffering=1 << 20) as geo_file:
         geojson = FeatureWriter(geo_file)
 
+        cut, diameters = 0, []
+
         def emit(result: BlockResult, offset: int) -> None:
+            nonlocal cut
+            cut += result.cut
             if result.count:
                 table = result.table
                 ids = pc.add(table.column("id"), pa.scalar(offset, pa.int32()))
                 nuclei.write_table(table.set_column(table.schema.get_field_index("id"), "id", ids))
+                diameters.append(table.column("equivalent_diameter").to_numpy())
                 for k, text in enumerate(result.features or ()):
                     geojson.write(with_id(text, offset + k + 1))
+            result.table = result.features = None  # written: only the labels stay, for the tiles
 
         stitcher = Stitcher(blocks, task.height, task.width, TILE, emit)
         running = as_completed()
@@ -136,7 +144,8 @@ def _segment(args: argparse.Namespace, client, task: Task, outputs: Outputs, mod
         finally:
             bar.close()
         geojson.close()
-    return stitcher.total, len(blocks), stitcher.cut
+    median = float(np.median(np.concatenate(diameters))) if diameters else None
+    return stitcher.total, len(blocks), cut, median
 
 
 def run_slide(args: argparse.Namespace, connect) -> int:
@@ -144,10 +153,12 @@ def run_slide(args: argparse.Namespace, connect) -> int:
     for name in ("distributed.worker", "distributed.scheduler", "distributed.nanny"):
         logging.getLogger(name).setLevel(logging.CRITICAL)  # one line on failure, not tracebacks
     start = time.perf_counter()
-    # Multiples of the network's stride: every block then sees the slide on the same pixel
-    # grid, and a nucleus seen by two blocks is segmented the same way by both.
-    if args.block < 64 or args.overlap < 0 or args.block % 16 or args.overlap % 16:
-        print("nuclei-batch: --block (at least 64) and --overlap must be multiples of 16", file=sys.stderr)
+    model_path = str(Path(args.model).resolve())
+    card = load_card(Path(model_path))
+    try:
+        check_blocks(args.block, args.overlap, card.input.stride)
+    except ValueError as exc:
+        print(f"nuclei-batch: --block and --overlap: {exc}", file=sys.stderr)
         return 2
     if args.range is not None and not args.range[0] < args.range[1]:
         print("nuclei-batch: --range LOW HIGH needs LOW < HIGH", file=sys.stderr)
@@ -160,8 +171,13 @@ def run_slide(args: argparse.Namespace, connect) -> int:
         print(f"nuclei-batch: {source}: {exc}", file=sys.stderr)
         return 1
     height, width = slide.height, slide.width
-    model_path = str(Path(args.model).resolve())
-    model_version = load_card(Path(model_path)).version
+    if args.diameter is not None:
+        try:  # one factor for the whole slide, refused here rather than in every block
+            check(args.diameter, card.nucleus_scale, (height, width), None)
+        except DiameterError as exc:
+            print(f"nuclei-batch: --diameter: {exc}", file=sys.stderr)
+            return 2
+    model_version = card.version
     name = stem(source)
     outputs = Outputs(args.out, {"labels": f"{name}.labels.ome.tif", "nuclei": "nuclei.parquet",
                                  "geojson": f"{name}.geojson", "images": "images.parquet"})
@@ -169,8 +185,8 @@ def run_slide(args: argparse.Namespace, connect) -> int:
     try:
         with connect(args) as client:
             low, high, invert = _normalisation(args, client, spec, height, width, args.quiet)
-            task = Task(spec, model_path, args.threads, low, high, invert, height, width, TILE)
-            count, blocks, cut = _segment(args, client, task, outputs, model_version, args.quiet)
+            task = Task(spec, model_path, args.threads, low, high, invert, height, width, TILE, args.diameter)
+            count, blocks, cut, found = _segment(args, client, task, outputs, model_version, args.quiet)
     except (Exception, KeyboardInterrupt) as exc:
         message = str(exc).replace("\n", " ") or type(exc).__name__
         if not isinstance(exc, SlideError | KeyboardInterrupt):
@@ -180,7 +196,9 @@ def run_slide(args: argparse.Namespace, connect) -> int:
         return 1
     seconds = time.perf_counter() - start
     images = TableWriter(outputs.partial["images"], IMAGES)
+    diameter = args.diameter or found  # the one given, or the median of the nuclei found
     images.write([{"path": spec.path, "width": width, "height": height, "count": count, "status": "ok",
+                   "diameter": None if diameter is None else round(diameter, 1),
                    "error": "", "model_version": model_version, "seconds": round(seconds, 3), "output": name}])
     images.close()
     outputs.done()

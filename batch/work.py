@@ -36,7 +36,7 @@ class Job:
 
 
 @lru_cache(maxsize=2)
-def _segmenter(model_path: str, threads: int) -> Segmenter:
+def segmenter_for(model_path: str, threads: int) -> Segmenter:
     return Segmenter(model_path, intra_op_threads=threads, spinning=False)
 
 
@@ -48,7 +48,7 @@ def segment_file(path: str, stem: str, job: Job) -> tuple[dict[str, Any], list[d
     """One image → (its row for images.parquet, its rows for nuclei.parquet); its label image
     written whole under its output `stem`."""
     start = time.perf_counter()
-    segmenter = _segmenter(job.model_path, job.threads)
+    segmenter = segmenter_for(job.model_path, job.threads)
     row: dict[str, Any] = {"path": path, "width": None, "height": None, "count": None, "diameter": None, "status": "ok",
                            "error": "", "model_version": segmenter.card.version, "output": stem}
     nuclei: list[dict[str, Any]] = []

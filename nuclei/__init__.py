@@ -11,7 +11,13 @@
     geojson      where a nucleus becomes a polygon (QuPath detections)
     measure      one row of measurements per nucleus
     encode       labels → the body of each output format
+    bundle       several formats of one segmentation in one zip
+    naming       the one rule for output names; hidden and system files skipped
+    errors       input errors → HTTP status, and the one wording of an error column
     pipeline     bytes → encoded nuclei in one call
+    blocks       a large image cut into blocks; which block owns which nucleus (its centre)
+    stitch       the blocks' owned nuclei into label tiles with image-wide ids
+    big          a large image block by block through the Segmenter, without Dask
     card         the typed model card: load (sha256 checked), save
 
 No web framework and no training framework here: imports point down into this package only.

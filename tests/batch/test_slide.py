@@ -13,6 +13,7 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -20,14 +21,16 @@ import tifffile
 import zarr
 from shapely.geometry import shape
 
-from batch.blocks import _kept, grid, pack, sample
+from batch.blocks import sample
 from batch.cli import main, parse_args
 from batch.slide import TILE, wants_slide_mode
 from batch.slideio import SlideSpec, open_slide
-from batch.stitch import Stitcher
 from batch.synthetic import dark_grey
+from nuclei.big import MIRROR, anchored, segment_big
+from nuclei.blocks import grid, owned
 from nuclei.normalize import normalize, normalize_with, statistics
 from nuclei.postprocess import relabel
+from nuclei.stitch import BlockLabels, Stitcher, pack
 from tests.conftest import ROOT, SAMPLE_NAMES, read_sample
 
 BLOCK, OVERLAP = 512, 128  # small blocks: the 1.7k × 1.9k mosaic is cut into 16
@@ -73,8 +76,8 @@ def framed(piece: np.ndarray) -> np.ndarray:
     return np.pad(piece, GAP)
 
 
-def matched(reference: np.ndarray, labels: np.ndarray) -> tuple[int, int]:
-    """(nuclei of `reference` with an IoU ≥ 0.9 partner in `labels`, nuclei of `reference`)."""
+def matched(reference: np.ndarray, labels: np.ndarray, iou: float = 0.9) -> tuple[int, int]:
+    """(nuclei of `reference` with an IoU ≥ `iou` partner in `labels`, nuclei of `reference`)."""
     good = 0
     ids = [k for k in np.unique(reference) if k]
     for k in ids:
@@ -85,7 +88,7 @@ def matched(reference: np.ndarray, labels: np.ndarray) -> tuple[int, int]:
             best = np.bincount(hits).argmax()
             other = labels == best
             inter = np.count_nonzero(mask & other)
-            good += inter / (np.count_nonzero(mask) + np.count_nonzero(other) - inter) >= 0.9
+            good += inter / (np.count_nonzero(mask) + np.count_nonzero(other) - inter) >= iou
     return int(good), len(ids)
 
 
@@ -228,9 +231,9 @@ def test_ownership_and_stitching_rebuild_the_truth_exactly(mosaic) -> None:
     results = []
     for b in blocks:
         r = b.reach
-        kept, count, cut = _kept(relabel(truth[r.y0 : r.y1, r.x0 : r.x1]), b, height, width)
+        kept, count, cut = owned(relabel(truth[r.y0 : r.y1, r.x0 : r.x1]), b, height, width)
         assert cut == 0
-        results.append(pack(b, kept, count, TILE))
+        results.append(BlockLabels(b, count, *pack(b, kept, count, TILE)))
     random.Random(0).shuffle(results)
     stitcher = Stitcher(blocks, height, width, TILE, emit=lambda result, offset: None)
     for result in results:
@@ -320,3 +323,47 @@ def test_a_corrupt_header_fails_in_one_line(tmp_path: Path) -> None:
     job = run_job(str(bad), str(tmp_path / "out"), "--slide")
     assert job.returncode == 1
     assert len(job.stderr.strip().splitlines()) == 1 and "bad.tif" in job.stderr, job.stderr
+
+
+def test_the_big_image_core_without_dask_gives_the_dask_runs_labels(mosaic, segmenter) -> None:
+    labels = segment_big(segmenter, mosaic["canvas"], block=BLOCK, overlap=OVERLAP)
+    assert labels.dtype == np.uint32 and labels.max() > 0
+    assert np.array_equal(labels, mosaic["labels"]), "nucleus for nucleus, id for id"
+
+
+def test_blocks_are_anchored_so_the_segmenters_normalisation_leaves_them_as_they_are() -> None:
+    rng = np.random.default_rng(5)
+    real = [normalize(read_sample(name)[1]) for name in SAMPLE_NAMES]
+    dense = [np.repeat(rng.random((h, w, 1), dtype=np.float32) ** power, 3, axis=2)  # mostly bright, too
+             for h, w, power in [(64, 900, 0.05), (300, 40, 1.0), (1, 1, 0.2), (128, 128, 4.0)]]
+    for block in real + dense:
+        ready = anchored(block)
+        assert np.array_equal(ready[: block.shape[0]], block)
+        assert np.array_equal(normalize(ready), ready)
+    for block in real:  # what it costs on real images: the mirrored rows and a few more
+        assert anchored(block).shape[0] - block.shape[0] <= MIRROR + 8
+
+
+def test_a_slide_diameter_twice_the_training_one_gives_the_nuclei_of_the_slide_at_half_size(
+        mosaic, segmenter, tmp_path: Path) -> None:
+    canvas = mosaic["canvas"]
+    height, width = canvas.shape
+    double = cv2.resize(canvas, (2 * width, 2 * height), interpolation=cv2.INTER_LINEAR)
+    half = cv2.resize(double, (width, height), interpolation=cv2.INTER_AREA)
+    for name, image in (("double", double), ("half", half)):
+        tifffile.imwrite(tmp_path / f"{name}.tif", image, tile=(256, 256), compression="zlib")
+    trained = segmenter.card.nucleus_scale.diameter
+    assert main([str(tmp_path / "double.tif"), str(tmp_path / "out2"), "--slide", "--block", str(2 * BLOCK),
+                 "--overlap", str(2 * OVERLAP), "--diameter", str(2 * trained), "--workers", "2", "--quiet"]) == 0
+    assert main([str(tmp_path / "half.tif"), str(tmp_path / "out1"), "--slide", "--block", str(BLOCK),
+                 "--overlap", str(OVERLAP), "--workers", "2", "--quiet"]) == 0
+    big = tifffile.imread(tmp_path / "out2" / "double.labels.ome.tif")
+    small = tifffile.imread(tmp_path / "out1" / "half.labels.ome.tif")
+    assert abs(int(big.max()) - int(small.max())) <= 0.02 * int(small.max()), (big.max(), small.max())
+    shrunk = cv2.resize(big.astype(np.int32), (width, height), interpolation=cv2.INTER_NEAREST)
+    good, total = matched(small.astype(np.int64), shrunk.astype(np.int64), iou=0.5)
+    assert good >= 0.98 * total, (good, total)
+    (row,) = pq.read_table(tmp_path / "out2" / "images.parquet").to_pylist()
+    assert row["diameter"] == round(2 * trained, 1) and row["count"] == big.max()
+    (row,) = pq.read_table(tmp_path / "out1" / "images.parquet").to_pylist()
+    assert 0.5 * trained < row["diameter"] < 2 * trained  # without --diameter: the nuclei's median

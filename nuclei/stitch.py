@@ -1,4 +1,4 @@
-"""Block results, arriving in any order → the slide's label tiles in row-major order and
+"""Block labels, arriving in any order → the slide's label tiles in row-major order and
 each block's nuclei in block order, with ids unique across the slide.
 
 Ids: a block's nuclei are numbered 1..n locally; once every earlier block (row-major) is in,
@@ -18,33 +18,63 @@ released once the rows below no longer need them.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 
-from batch.blocks import Block, BlockResult, Box
+from nuclei.blocks import Block, Box
+
+
+@dataclass
+class BlockLabels:
+    """One block's kept nuclei (local ids 1..count), cut into rows of output tiles and
+    zlib-compressed (labels are mostly runs of zeros: a few % of their size), so they are
+    cheap to hold, or to send from a worker, until their tiles are written."""
+
+    block: Block
+    count: int
+    strips: dict[int, bytes]  # row of output tiles → compressed local labels there
+    dtype: str
+
+    def labels(self, strip: int, height: int) -> np.ndarray:
+        """Local labels (0, 1..count) of the rows of the reach within output strip `strip`."""
+        reach = self.block.reach
+        y0, y1 = max(reach.y0, strip * height), min(reach.y1, (strip + 1) * height)
+        data = zlib.decompress(self.strips[strip])
+        return np.frombuffer(data, self.dtype).reshape(y1 - y0, reach.x1 - reach.x0)
+
+
+def pack(block: Block, kept: np.ndarray, count: int, strip: int) -> tuple[dict[int, bytes], str]:
+    """A block's kept labels → (compressed rows of output tiles `strip` high, their dtype)."""
+    reach = block.reach
+    dtype = np.uint16 if count < 1 << 16 else np.uint32
+    strips = {}
+    for k in range(reach.y0 // strip, (reach.y1 - 1) // strip + 1):
+        y0, y1 = max(reach.y0, k * strip), min(reach.y1, (k + 1) * strip)
+        part = np.ascontiguousarray(kept[y0 - reach.y0 : y1 - reach.y0], dtype)
+        strips[k] = zlib.compress(part.tobytes(), 1)
+    return strips, np.dtype(dtype).str
 
 
 class Stitcher:
     def __init__(self, blocks: list[Block], height: int, width: int, tile: int,
-                 emit: Callable[[BlockResult, int], None]) -> None:
+                 emit: Callable[[BlockLabels, int], None]) -> None:
         self.blocks, self.height, self.width, self.tile = blocks, height, width, tile
         self._emit = emit  # (result, id offset) → write its rows and features
-        self.results: dict[int, BlockResult] = {}
+        self.results: dict[int, BlockLabels] = {}
         self.offsets: dict[int, int] = {}
         self.emitted = 0  # blocks 0..emitted-1 have their offsets and are written
         self.total = 0
-        self.cut = 0
 
-    def add(self, result: BlockResult) -> None:
+    def add(self, result: BlockLabels) -> None:
         self.results[result.block.index] = result
         while self.emitted in self.results:
             ready = self.results[self.emitted]
             self.offsets[self.emitted] = self.total
-            self._emit(ready, self.total)
-            ready.table = ready.features = None  # written: only the labels stay, for the tiles
+            self._emit(ready, self.total)  # may drop what `ready` holds beyond its labels
             self.total += ready.count
-            self.cut += ready.cut
             self.emitted += 1
 
     def lowest_held(self) -> int:
