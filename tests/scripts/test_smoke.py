@@ -1,0 +1,83 @@
+"""scripts/smoke.py, the container smoke test's checks, on this machine: its PNG helpers on
+the real samples (OpenCV decodes what they write), and its HTTP commands against a real
+`python -m app` process, run as container-smoke runs them (`python3 -m scripts.smoke`)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.server import free_port, start
+from scripts import smoke
+from tests.conftest import ROOT, SAMPLES, read_png
+
+SAMPLE = SAMPLES / "fluorescence_256x256.png"
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "scripts.smoke", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    started = start(log_path=tmp_path_factory.mktemp("log") / "server.log")
+    yield int(started.url.rsplit(":", 1)[1])
+    started.proc.terminate()
+    started.proc.wait(30)
+
+
+def test_png_helpers_write_what_opencv_reads() -> None:
+    data = SAMPLE.read_bytes()
+    assert smoke.png_size(data) == (256, 256)
+    bigger = smoke.padded(data, 5000)
+    assert len(bigger) == len(data) + 5000 + 12 and np.array_equal(read_png(bigger), read_png(data))
+    disc_image = read_png(smoke.synthetic(200))
+    assert disc_image.shape == (200, 200) and set(np.unique(disc_image)) == {0, 200}
+    assert 0.2 < np.count_nonzero(disc_image) / disc_image.size < 0.5
+    with pytest.raises(ValueError, match="not a PNG"):
+        smoke.png_size(b"GIF89a" + bytes(30))
+
+
+def test_check_says_what_is_wrong_with_an_answer() -> None:
+    mask = smoke.synthetic(8)
+    assert smoke.check(200, "image/png", "3", mask, (8, 8)) == ""
+    assert smoke.check(503, "application/json", None, b'{"detail":"busy"}', (8, 8)).startswith("HTTP 503")
+    assert "expected image/png 9x8" in smoke.check(200, "image/png", "3", mask, (9, 8))
+    assert "X-Nuclei-Count" in smoke.check(200, "image/png", None, mask, (8, 8))
+
+
+def test_commands_against_a_real_server(server: int, tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{server}"
+    assert run("get", f"{url}/ready").stdout.strip() == "200"
+    assert run("port-free", str(server)).returncode == 1
+    assert run("port-free", str(free_port())).returncode == 0
+    assert run("refused", str(free_port()), "5").returncode == 0
+    answer = run("segment", f"{url}/segment", str(SAMPLE), str(1536 * 1024))
+    assert answer.returncode == 0 and "HTTP 200 image/png" in answer.stdout, answer.stdout
+    big = tmp_path / "big.png"
+    assert run("synthetic", str(big), "512").returncode == 0 and smoke.png_size(big.read_bytes()) == (512, 512)
+    sent = tmp_path / "sent"
+    both = run("inflight", str(server), str(big), "2", str(sent))
+    assert both.returncode == 0 and sent.exists(), both.stdout
+    answers = [json.loads(line) for line in both.stdout.splitlines()]
+    assert [a["status"] for a in answers] == [200, 200] and int(answers[0]["count"]) > 50
+    (tmp_path / "inflight.out").write_text(both.stdout)
+    first, last = map(float, run("times", str(tmp_path / "inflight.out")).stdout.split())
+    assert first == min(a["t"] for a in answers) and last == max(a["t"] for a in answers)
+    assert run("in-flight", str(server), "1", "0.5").returncode == 1  # nothing in flight now
+
+
+def test_image_reads_podmans_inspect_output(tmp_path: Path) -> None:
+    inspect = tmp_path / "inspect.json"
+    inspect.write_text(json.dumps([{"Config": {"User": "10001:10001", "Cmd": ["python", "-m", "app"]},
+                                    "Healthcheck": {"Test": ["CMD", "python", "-c", "ok"]}}]))
+    assert smoke.image(str(inspect), "user") == "10001:10001"
+    assert smoke.image(str(inspect), "healthcheck") == "CMD\0python\0-c\0ok\0"
+    assert run("image", str(inspect), "cmd").stdout == "python\0-m\0app\0"
