@@ -13,7 +13,7 @@ One huge image (a slide, a mosaic, a zarr array) goes block by block instead:
     slideio     lazy reads of TIFF/BigTIFF/OME-TIFF regions and zarr arrays
     blocks      what a worker runs for one block: the big-image core of `nuclei.big`
                 (grid, ownership, stitching: nuclei.blocks, nuclei.stitch), then measurements
-    synthetic   slides made of the real samples, for the tests and `python -m bench.slides`
+    synthetic   slides made of the real samples, for the tests and `python -m bench.throughput --slide`
 
 Both jobs write through `outputs` (`.partial` files and an INCOMPLETE marker until done);
 a folder job resumes (`folder`).

@@ -8,4 +8,5 @@
     anchors    Keras predict on the same weights; the measured matmul peak, FLOPs per pixel
     previous   the served model's segment() beside the model it replaced (1.3.0, out of git)
     report     results → Markdown tables (data only; what they mean: docs/performance.md)
+    throughput images three ways, nuclei-client's requests per image, one whole-slide job
 """

@@ -27,17 +27,18 @@ import onnxruntime as ort
 
 from app.config import Settings
 from app.main import load_segmenter
-from bench import anchors, inprocess, load, previous
+from bench import anchors, inprocess, load, previous, throughput
 from bench.images import bench_images
 from bench.report import render
 from bench.server import ROOT, serve
-from nuclei.segmenter import Segmenter
 
 MODES: dict[str, dict[str, Any]] = {  # counts and seconds per size (256², 520×696, 1024²)
     "full": {"reps": 12, "budget_s": (6, 12, 20), "float32_budget_s": (4, 8, 12), "keras_reps": 3, "keras_s": 10,
-             "http_requests": (24, 10, 6), "http_s": 25, "startups": 3, "soak_requests": 300, "soak_s": 120},
+             "http_requests": (24, 10, 6), "http_s": 25, "startups": 3, "soak_requests": 300, "soak_s": 120,
+             "client_images": 30},
     "quick": {"reps": 2, "budget_s": (0, 0, 0), "float32_budget_s": (0, 0, 0), "keras_reps": 2, "keras_s": 0,
-              "http_requests": (4, 2, 2), "http_s": 10, "startups": 1, "soak_requests": 12, "soak_s": 20},
+              "http_requests": (4, 2, 2), "http_s": 10, "startups": 1, "soak_requests": 12, "soak_s": 20,
+              "client_images": 3},
 }
 
 
@@ -50,12 +51,6 @@ def cpu_model() -> str:
         if line.startswith("model name"):
             return line.split(":", 1)[1].strip()
     return platform.processor() or "unknown"
-
-
-def model_info(segmenter: Segmenter) -> dict[str, Any]:
-    card, s = segmenter.card, segmenter.inference
-    return {"file": segmenter.model_path.name, "version": card.version, "sha256": card.sha256,
-            "tile": s.tile_size, "overlap": s.overlap, "batch": s.batch_size}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,7 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     float32 = load_segmenter(Settings.model_construct(model_path=served.model_path.parent / derived))
     segmenters = {"int8": served, "float32": float32}
     results: dict[str, Any] = {"served": "int8", "stages": list(inprocess.STAGES), "inprocess": {},
-                               "models": {name: model_info(s) for name, s in segmenters.items()}}
+                               "models": {name: {"file": s.model_path.name, "version": s.card.version,
+                                                 "sha256": s.card.sha256, "tile": s.inference.tile_size,
+                                                 "overlap": s.inference.overlap, "batch": s.inference.batch_size}
+                                          for name, s in segmenters.items()}}
     for name, segmenter in segmenters.items():
         budgets = mode["budget_s" if name == "int8" else "float32_budget_s"]
         results["inprocess"][name] = {}
@@ -111,6 +109,11 @@ def main(argv: list[str] | None = None) -> int:
                 results["http"].append(load.http_load(server, image, requests, concurrency, mode["http_s"]))
         log(t0, f"soak: up to {mode['soak_requests']} requests of {images[-1].key}")
         results["soak"] = load.soak(server, images[-1], mode["soak_requests"], 4, mode["soak_s"])
+        log(t0, f"nuclei-client: {mode['client_images']} × {images[1].key}, labels + measurements")
+        with tempfile.TemporaryDirectory() as folder:  # copies of one image: the same work each
+            for k in range(mode["client_images"]):
+                (Path(folder) / f"{k}.png").write_bytes(images[1].data)
+            results["client"] = throughput.client_rates(Path(folder), mode["client_images"], server.url)
 
     results["meta"] = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),

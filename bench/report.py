@@ -71,6 +71,9 @@ def render(res: dict[str, Any]) -> str:
              f"{h['images_per_s'] / inproc[h['size']]['images_per_s']:.2f}"] for h in res["http"]]
     out += _table(["size", "concurrency", "requests", "errors", "p50", "p95", "img/s", "MP/s", "server CPU ms/img",
                    "p50 ÷ in-process", "img/s ÷ in-process"], rows)
+    out += ["## nuclei-client, labels + measurements (its default outputs)", ""]
+    out += _table(["requests", "exit status", "s", "img/s"], [[name, c["status"], c["seconds"], c["images_per_s"]]
+                                                               for name, c in res.get("client", {}).items()])
     s, up = res["soak"], res["startup"]
     out += ["## Server: start-up and memory", ""]
     out += _table(["start-up to /ready, s (runs)", "idle RSS MB", "soak", "requests", "errors", "RSS first → last MB",
