@@ -26,23 +26,32 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     fmt = {"formatter_class": argparse.ArgumentDefaultsHelpFormatter}
 
-    t = sub.add_parser("train", **fmt, help="fit the U-Net (resumes from RUN_DIR if cut off)")
+    t = sub.add_parser("train", **fmt, help="fit the U-Net (resumes from its checkpoint if cut off)")
     t.add_argument("--data", default=DEFAULT_DATA, help="DSB2018 zip or folder (Kaggle layout)")
     t.add_argument("--run-dir", default="runs/unet", help="checkpoints, history, curves, log")
     t.add_argument("--epochs", type=int, default=50, help="upper bound; early stopping may end sooner")
     t.add_argument("--steps-per-epoch", type=int, default=100, help="batches of random crops per epoch")
-    t.add_argument("--batch-size", type=int, default=8, help="256×256 crops per batch")
+    t.add_argument("--batch-size", type=int, default=8, help="crops per batch (the preset's size)")
     t.add_argument("--learning-rate", type=float, default=1e-3, help="Adam, cosine-decayed to 5%%")
     t.add_argument("--val-fraction", type=float, default=0.1, help="share of images held out")
     t.add_argument("--seed", type=int, default=2018, help="fixes the split and the crops")
     t.add_argument("--patience", type=int, default=10, help="early-stopping epochs")
     t.add_argument("--time-limit", type=float, default=0.0, metavar="MINUTES",
-                   help="stop after the epoch that passes this many minutes (0: none)")
+                   help="end this leg after this many wall minutes, checkpointed (0: none)")
+    t.add_argument("--cpu-budget", type=float, default=0.0, metavar="MINUTES",
+                   help="end the run's leg once all its legs together used this much CPU time "
+                        "(process time, both cores; 0: none): runs compared at equal CPU cost")
+    t.add_argument("--checkpoint", default="", metavar="NPZ",
+                   help="the run's one-file state (default RUN_DIR/checkpoint.npz); when it exists the "
+                        "run resumes from it with its own recipe, on any machine")
+    t.add_argument("--checkpoint-minutes", type=float, default=2.0,
+                   help="wall minutes between checkpoints (also at every epoch's end and on SIGTERM)")
     t.add_argument("--init-weights", default="", metavar="WEIGHTS_H5",
                    help="start from an earlier run's weights with a fresh LR schedule (warm restart)")
     t.add_argument("--augment", choices=list(AUGMENT_PRESETS), default="full",
                    help="augmentation strength; 'light' (scales 0.8–1.25, fewer colour/noise "
-                        "changes) and 'native' (no rescaling at all) suit last warm-restart stages")
+                        "changes) and 'native' (no rescaling at all) suit last warm-restart stages; "
+                        "'scaled' brings every image to the training nucleus diameter, 128² crops")
     t.add_argument("--hard-report", default="", metavar="CSV",
                    help="per-image report of `evaluate --ids training --report CSV`: the "
                         "images segmented worst are drawn more often (hard-example fine-tuning)")
@@ -52,8 +61,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="how many times as often a hard image is drawn")
     t.add_argument("--rare-weight", type=float, default=None,
                    help="how much more often colour and bright-field images are drawn (default: the preset's)")
-    t.add_argument("--precision", choices=("float32", "mixed_bfloat16"), default="float32",
-                   help="Keras precision policy (bfloat16 pays only on CPUs with avx512_bf16 or AMX)")
+    t.add_argument("--precision", choices=("auto", "float32", "mixed_bfloat16"), default="auto",
+                   help="Keras precision policy; auto: bfloat16 on CPUs with avx512_bf16 or AMX, "
+                        "where it pays, float32 elsewhere")
     t.add_argument("--max-images", type=int, default=0, help="use only the first N images (smoke)")
     t.add_argument("--smoke", action="store_true",
                    help="a few steps on a few images, to check the pipeline end to end")
@@ -159,7 +169,8 @@ def _train(args: argparse.Namespace) -> int:
         patience=args.patience, time_limit_minutes=args.time_limit, max_images=args.max_images,
         init_weights=args.init_weights, augment=augment, precision=args.precision,
         hard_report=args.hard_report, hard_fraction=args.hard_fraction,
-        hard_weight=args.hard_weight,
+        hard_weight=args.hard_weight, checkpoint=args.checkpoint,
+        checkpoint_minutes=args.checkpoint_minutes, cpu_budget_minutes=args.cpu_budget,
     )
     if args.smoke:
         cfg.epochs, cfg.steps_per_epoch, cfg.batch_size = 1, 2, 2

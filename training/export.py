@@ -39,6 +39,9 @@ class ExportError(RuntimeError):
 
 
 def load_keras(run_dir: Path):
+    import keras
+
+    keras.mixed_precision.set_global_policy("float32")  # whatever a leg trained in, ONNX is float32
     config = json.loads((run_dir / "config.json").read_text())
     model = build_unet(tuple(config["filters"]))
     model.load_weights(run_dir / "best.weights.h5")

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import time
 import zipfile
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 from nuclei.card import sha256_file
 from nuclei.segmenter import Segmenter
 from tests.conftest import ROOT, SAMPLE_NAMES, read_sample, write_kaggle_layout
+from training import checkpoint
 from training.__main__ import main
 from training.data import Dataset, DatasetError, split_ids
 
@@ -71,7 +73,7 @@ def test_smoke_train_export_evaluate(kaggle_dir, tmp_path, capsys):
         f"{image_id},{n / 10}\n" for n, image_id in enumerate(ids)))
     assert main(["train", "--smoke", "--data", str(kaggle_dir), "--run-dir", str(run_dir),
                  "--augment", "light", "--hard-report", str(report), "--hard-fraction", "0.34"]) == 0
-    for artefact in ("best.weights.h5", "last.keras", "history.csv", "curves.png", "train.log"):
+    for artefact in ("best.weights.h5", "checkpoint.npz", "history.csv", "curves.png", "train.log"):
         assert (run_dir / artefact).exists(), artefact
     config = json.loads((run_dir / "config.json").read_text())
     assert len(config["val_ids"]) >= 1
@@ -113,54 +115,28 @@ def test_smoke_train_export_evaluate(kaggle_dir, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_resume_continues_after_last_epoch(kaggle_dir, tmp_path):
+def test_run_killed_mid_epoch_resumes_to_the_same_step_count(kaggle_dir, tmp_path):
+    """SIGKILL, the stop nothing can catch, lands while the run is inside its first epoch; the
+    same command then finishes the run from the checkpoint, at the planned step count."""
     run_dir = tmp_path / "run"
-    args = ["train", "--smoke", "--data", str(kaggle_dir), "--run-dir", str(run_dir)]
+    args = ["train", "--data", str(kaggle_dir), "--run-dir", str(run_dir), "--epochs", "2",
+            "--steps-per-epoch", "10", "--batch-size", "2", "--val-fraction", "0.34", "--augment", "scaled",
+            "--precision", "float32", "--checkpoint-minutes", "0"]
+    state_file = run_dir / "checkpoint.npz"
+    with subprocess.Popen([sys.executable, "-m", "training", *args], cwd=ROOT,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
+        while not (state_file.exists() and checkpoint.load(state_file)[0].step >= 3):
+            assert proc.poll() is None, "the run ended before it could be killed"
+            time.sleep(0.2)  # polling for the third step, not waiting on a speed
+        proc.kill()
+    killed = checkpoint.load(state_file)[0]
+    assert 3 <= killed.step < 20 and not killed.done
     assert main(args) == 0
-    assert main([*args[:-2], "--run-dir", str(run_dir), "--epochs", "2"]) == 0
-    assert main(args) == 0
-    log = (run_dir / "train.log").read_text()
-    assert "resuming" in log and "after epoch 1" in log
-
-
-def test_hardest_picks_lowest_foreground_iou_among_training_ids(tmp_path):
-    from training.train import hardest
-
-    report = tmp_path / "report.csv"
-    report.write_text("image_id,model_foreground_iou\n"
-                      "val,0.10\na,0.90\nb,0.50\nc,0.70\nd,0.60\n")
-    assert hardest(report, 0.5, among={"a", "b", "c", "d"}) == {"b", "d"}
-    assert hardest(report, 0.0, among={"a", "b"}) == set()
-
-
-def test_missing_hard_report_is_one_line_error(kaggle_dir, tmp_path, capsys):
-    missing = tmp_path / "nope.csv"
-    assert main(["train", "--smoke", "--data", str(kaggle_dir), "--hard-report", str(missing)]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: --hard-report") and err.strip().count("\n") == 0
-
-
-def test_native_crops_are_exact_windows_of_the_image():
-    """`--augment native` must not resample, so nucleus rims stay on their pixels. Each pixel
-    of a real image is tagged with its own id; a native crop's ids must then be a window of
-    the tags (up to the 90° turn and flip), while a rescaling preset's are not."""
-    from training.augment import AUGMENT_PRESETS, random_crop
-
-    _, image, _ = read_sample("fluorescence_520x696")
-    h, w = image.shape[:2]
-    tags = np.arange(h * w, dtype=np.int32).reshape(h, w)
-    crop = AUGMENT_PRESETS["native"].crop
-
-    def is_window(ids: np.ndarray) -> bool:
-        for view in (np.rot90(v, k) for v in (ids, ids[:, ::-1]) for k in range(4)):
-            y, x = divmod(int(view[0, 0]), w)
-            if np.array_equal(view, tags[y : y + crop, x : x + crop]):
-                return True
-        return False
-
-    rng = np.random.default_rng(0)
-    for _ in range(8):
-        _, ids = random_crop(image, tags, AUGMENT_PRESETS["native"], rng)
-        assert ids.shape == (crop, crop) and is_window(ids)
-    _, ids = random_crop(image, tags, AUGMENT_PRESETS["light"], np.random.default_rng(1))
-    assert not is_window(ids)
+    state, _weights, optimizer = checkpoint.load(state_file)
+    assert state.step == 20 and [e["epoch"] for e in state.epochs] == [0, 1]
+    assert state.legs[-1]["from_step"] == killed.step and state.legs[-1]["to_step"] == 20
+    assert f"at step {killed.step} of 20" in (run_dir / "train.log").read_text()
+    assert int(optimizer[0]) == 20, "the optimiser's step count (the LR schedule) resumed too"
+    assert (run_dir / "final.weights.h5").exists()
+    assert main(args) == 0  # a finished run is left as it is
+    assert checkpoint.load(state_file)[0].step == 20
