@@ -69,6 +69,9 @@ def test_summary_rows_outputs_and_exit_status(server: int, tmp_path: Path) -> No
     assert status == 1, "one corrupt file: exit status 1"
     broken = rows.pop("plate 0/broken.png")
     assert broken["status"] == "error" and broken["error"].startswith("415 ") and "PNG" in broken["error"]
+    refused = httpx.post(f"http://127.0.0.1:{server}/segment",
+                         files={"file": ("broken.png", (tmp_path / "in" / "plate 0" / "broken.png").read_bytes())})
+    assert broken["error"] == f"{refused.status_code} {refused.json()['detail']}"  # the service's words
     assert len(rows) == len(paths) and {r["status"] for r in rows.values()} == {"ok"}
     for path in paths:
         rel = path.relative_to(tmp_path / "in").as_posix()

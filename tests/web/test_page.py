@@ -273,10 +273,11 @@ def test_two_images_of_one_stem_and_a_macos_file_give_two_results_in_the_zip(pag
     (folder / "a.png").write_bytes((SAMPLES / "fluorescence_256x256.png").read_bytes())
     tifffile.imwrite(folder / "a.tif", cv2.imread(str(SAMPLES / f"{SHOWN}.png"), cv2.IMREAD_UNCHANGED)[..., ::-1])
     (folder / "._a.png").write_bytes(b"\x00\x05\x16\x07" + bytes(60))  # macOS AppleDouble: no image
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(40))  # an error row, worded as elsewhere
     page.goto(server + "/")
     page.get_by_test_id("folder").set_input_files(folder)
     page.wait_for_function(
-        "() => /^2\\/2 images.*finished$/.test(document.querySelector('[data-testid=progress-text]').textContent)")
+        "() => /^3\\/3 images.*finished$/.test(document.querySelector('[data-testid=progress-text]').textContent)")
     assert page.locator("[data-testid=row][data-status=done]").count() == 2
     with page.expect_download() as download:
         page.get_by_test_id("zip").click()
@@ -286,7 +287,9 @@ def test_two_images_of_one_stem_and_a_macos_file_give_two_results_in_the_zip(pag
         counts = {name: int(read_labels(archive.read(f"plate/{name}.labels.png")).max()) for name in ("a.png", "a.tif")}
     outputs = [f"plate/{n}.{s}" for n in ("a.png", "a.tif") for s in ("geojson", "labels.png", "measurements.csv")]
     assert names == [*outputs, "summary.csv"]
-    assert sorted(summary) == ["plate/a.png", "plate/a.tif"]
+    assert sorted(summary) == ["plate/a.png", "plate/a.tif", "plate/broken.png"]
+    refused = httpx.post(f"{server}/segment", files={"file": ("broken.png", (folder / "broken.png").read_bytes())})
+    assert summary.pop("plate/broken.png")["error"] == f"{refused.status_code} {refused.json()['detail']}"
     for name in ("a.png", "a.tif"):
         row = summary[f"plate/{name}"]
         assert (row["status"], row["error"], row["output"]) == ("ok", "", f"plate/{name}")
