@@ -11,7 +11,7 @@ and answers requests in the service; models with two output channels skip the co
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -36,6 +36,12 @@ class Thresholds:
     min_seed_area: int = 3
     min_area: int = 10
     max_growth: int = 12
+
+    def at_scale(self, by: float) -> Thresholds:
+        """The same settings for maps `by` times the model's scale: areas by², distances by."""
+        return replace(self, min_seed_area=max(1, round(self.min_seed_area * by * by)),
+                       min_area=max(1, round(self.min_area * by * by)),
+                       max_growth=max(1, round(self.max_growth * by)))
 
 
 def targets(labels: np.ndarray) -> np.ndarray:

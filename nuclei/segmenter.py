@@ -22,7 +22,7 @@ from nuclei import card as cards
 from nuclei.card import CardError
 from nuclei.normalize import normalize
 from nuclei.postprocess import Thresholds, instances
-from nuclei.scale import DiameterError, Sized, check, resize, segment_auto, to_shape
+from nuclei.scale import DiameterError, Sized, check, coarse_diameter, resize, segment_auto, to_size
 from nuclei.tiling import predict_tiled
 
 __all__ = ["DiameterError", "Segmenter", "Sized"]
@@ -108,16 +108,21 @@ class Segmenter:
         scale = self.card.nucleus_scale
 
         def segment_at(factor: float) -> np.ndarray:
-            resized = normalised if factor == 1 else resize(normalised, factor)
-            return self._instances(resized, thresholds)
+            return self._instances(normalised, factor, thresholds)
 
         if diameter is None:
-            return segment_auto(segment_at, normalised.shape, scale, max_pixels)
+            coarse = coarse_diameter(normalised)
+            return segment_auto(segment_at, normalised.shape, coarse, scale, max_pixels)
         factor = check(diameter, scale, normalised.shape, max_pixels)
-        return Sized(to_shape(segment_at(factor), normalised.shape), float(diameter), factor)
+        return Sized(segment_at(factor), float(diameter), factor)
 
-    def _instances(self, normalised: np.ndarray, thresholds: Thresholds) -> np.ndarray:
-        return instances(self._predict(normalised), thresholds)
+    def _instances(self, normalised: np.ndarray, factor: float, thresholds: Thresholds) -> np.ndarray:
+        """Nuclei of the image, the network run on it resized by `factor`: its maps come back
+        to full size and are post-processed there, areas and distances scaled by 1 / factor."""
+        if factor == 1:
+            return instances(self._predict(normalised), thresholds)
+        maps = to_size(self._predict(resize(normalised, factor)), normalised.shape)
+        return instances(maps, thresholds.at_scale(1 / factor))
 
     def warm_up(self) -> None:
         """One small inference so the first request does not pay for lazy initialisation."""

@@ -85,6 +85,8 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--out", default=DEFAULT_INT8, help="the INT8 .onnx to write (card: same stem .json)")
     q.add_argument("--data", default=DEFAULT_DATA, help="training images to calibrate on (Kaggle layout)")
     q.add_argument("--images", type=int, default=32, help="calibration images (one crop each)")
+    q.add_argument("--reduce-range", action="store_true",
+                   help="7-bit weights: the variant for x86 CPUs without VNNI, whose 8-bit kernels saturate")
 
     v = sub.add_parser("evaluate", **fmt, help="score an ONNX model through the service's pipeline")
     v.add_argument("--model", default=DEFAULT_MODEL, help="ONNX file with its .json card beside it")
@@ -135,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "quantize":
             from training.quantize import quantize
 
-            quantize(Path(args.model), Path(args.out), args.data, args.images)
+            quantize(Path(args.model), Path(args.out), args.data, args.images, reduce_range=args.reduce_range)
             return 0
         if args.command == "tune":
             from training.tune import tune

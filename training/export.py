@@ -163,4 +163,18 @@ def build_card(onnx_path: Path, config: dict[str, Any], version: str, diff: floa
             "python": platform.python_version(),
         },
         "metrics": {},
+        "scale": trained_scale(config),
     })
+
+
+def trained_scale(config: dict[str, Any]) -> dict[str, Any] | None:
+    """A model trained at one nucleus size (`--augment scaled`) sees every image brought to it:
+    its trained range is that size times the crops' scale jitter. Others get theirs from
+    `training diameters`."""
+    diameter = config["augment"].get("to_diameter")
+    if not diameter:
+        return None
+    low, high = config["augment"]["scale_range"]
+    return {"diameter": diameter, "low": round(diameter * low, 1), "high": round(diameter * high, 1),
+            "description": f"trained with every image at a median nucleus diameter of {diameter} px, "
+                           f"crops scaled {low}-{high}×: images whose nuclei fall outside are resized to it"}
