@@ -33,6 +33,7 @@ from nuclei.bundle import parse_formats
 from nuclei.encode import MEDIA_TYPES, OutputFormat, image_id
 from nuclei.errors import STATUSES
 from nuclei.pipeline import segment_bytes
+from nuclei.planes import HEADER as PLANE_WARNING
 
 log = logging.getLogger("app")
 router = APIRouter()
@@ -108,10 +109,12 @@ async def segment(
         ge=0, le=1, allow_inf_nan=False,
         description=THRESHOLD)] = None,
     page: Annotated[int, Query(ge=0, description=(
-        "page of a multi-page TIFF (0 = first); out of range: 422"))] = 0,
+        "plane of a TIFF (0 = first): by the file's axes (OME, ImageJ) its Z and T planes, channels "
+        "left out; in a plain multi-page TIFF its page; out of range: 422"))] = 0,
     channel: Annotated[int | None, Query(ge=0, description=(
-        "segment this channel alone (0 = first); default: all channels as grey or colour; "
-        "out of range: 422"))] = None,
+        "segment this channel alone (0 = first), stored as a sample or, by the file's axes, as pages; "
+        "default: grey and colour as they are, and channel 0 of an image of several non-colour channels "
+        f"(with `{PLANE_WARNING}`); out of range: 422"))] = None,
     pixel_size: Annotated[float | None, Query(gt=0, lt=1000, allow_inf_nan=False, description=(
         "µm per pixel, for the _um columns of format=measurements; default: the TIFF's "
         "resolution tags when it has them"))] = None,
@@ -129,6 +132,8 @@ async def segment(
     metrics.record_image(result.height, result.width, result.count)
     headers = provenance(segmenter.info, result.count, result.diameter) | {
         "X-Image-Plane": result.plane.describe()}
+    if result.plane.warning:
+        headers[PLANE_WARNING] = result.plane.warning
     if formats == (OutputFormat.csv,) or len(formats) > 1:
         headers["Content-Disposition"] = attachment(file.filename, "csv" if len(formats) == 1 else "zip")
     return Response(result.body, media_type=result.media_type, headers=headers)

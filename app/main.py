@@ -34,7 +34,7 @@ from nuclei.segmenter import Segmenter
 log = logging.getLogger("app")
 # Response headers a browser script on another origin may read (provenance, count, size, plane).
 EXPOSED_HEADERS = ("X-Nuclei-Count", "X-Nucleus-Diameter", "X-Model-Name", "X-Model-Version", "X-Model-Sha256",
-                   "X-Image-Plane", "Retry-After", "Content-Disposition")
+                   "X-Image-Plane", "X-Image-Warning", "Retry-After", "Content-Disposition")
 
 DESCRIPTION = """
 Upload a microscope image, get its nuclei back: as a mask (`format=png`), a 16-bit label
@@ -89,10 +89,21 @@ def install_openapi(app: FastAPI, settings: Settings, card: ModelCard | None) ->
             add_examples(spec, "/segment", "post", segment_examples(settings, model))
             for (path, method), examples in other_examples().items():
                 add_examples(spec, path, method, examples)
+            if settings.api_key is None:
+                optional_security(spec)
             app.openapi_schema, built["card"] = spec, current
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def optional_security(spec: dict[str, Any]) -> None:
+    """A server without API_KEY takes requests with or without a bearer token: `security`
+    lists the empty requirement first, so generated clients send no header unless given one."""
+    for operations in spec.get("paths", {}).values():
+        for operation in operations.values():
+            if isinstance(operation, dict) and operation.get("security"):
+                operation["security"] = [{}, *(s for s in operation["security"] if s)]
 
 
 def add_examples(spec: dict[str, Any], path: str, method: str,

@@ -32,6 +32,8 @@ FORMATS = {
     "csv": "Kaggle submission, `ImageId,EncodedPixels`, one row per nucleus",
     "geojson": "GeoJSON FeatureCollection, one polygon per nucleus in pixel coordinates (QuPath imports it)",
     "measurements": "CSV, one row per nucleus with its measurements",
+    "preview": "8-bit PNG of the plane segmented (each channel stretched between its 0.5th and 99.5th "
+               "percentiles), for drawing outlines on: the web page shows TIFF and 16-bit images with it",
 }
 # Schemas of the media types that are not application/json (that one is SegmentationRLE).
 MEDIA_SCHEMAS = {

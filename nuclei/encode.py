@@ -16,6 +16,7 @@ import numpy as np
 
 from nuclei.imageio import encode_png
 from nuclei.measure import COLUMNS, measure
+from nuclei.preview import preview_png
 from nuclei.regions import Regions, regions
 from nuclei.rle import encode, nuclei, submission_csv
 
@@ -27,6 +28,7 @@ class OutputFormat(StrEnum):
     csv = "csv"
     geojson = "geojson"
     measurements = "measurements"
+    preview = "preview"
 
 
 MEDIA_TYPES = {
@@ -36,6 +38,7 @@ MEDIA_TYPES = {
     OutputFormat.csv: "text/csv",
     OutputFormat.geojson: "application/geo+json",
     OutputFormat.measurements: "text/csv",
+    OutputFormat.preview: "image/png",
 }
 MICRON_COLUMNS = {"area_um2": ("area", 2), "perimeter_um": ("perimeter", 1),
                   "equivalent_diameter_um": ("equivalent_diameter", 1)}
@@ -146,6 +149,8 @@ def render(seg: Segmentation, output_format: OutputFormat) -> bytes:
         return json.dumps(rle_document(seg), separators=(",", ":")).encode()
     if output_format is OutputFormat.measurements:
         return measurements_csv(seg).encode()
+    if output_format is OutputFormat.preview:
+        return preview_png(seg.image)
     if output_format is OutputFormat.geojson:
         from nuclei import geojson
 

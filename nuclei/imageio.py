@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from nuclei import tiff
+from nuclei.planes import Location
 
 
 class ImageError(ValueError):
@@ -37,6 +38,7 @@ class ImageHeader:
     width: int
     height: int
     pages: int = 1
+    location: Location | None = None  # a TIFF's plane: where page= and channel= fell (nuclei.planes)
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class Plane:
     channel: int | None = None  # None: all channels (grey or colour, as normalisation reads them)
     channels: int = 1
     pixel_size_um: float | None = None
+    warning: str | None = None  # several channels, none chosen: the one segmented is a guess
 
     def describe(self) -> str:
         """The X-Image-Plane header: `page=0/3; channel=all/2` (index / count)."""
@@ -74,17 +77,19 @@ def sniff_container(data: bytes) -> str:
     )
 
 
-def read_header(data: bytes, page: int = 0) -> ImageHeader:
-    """Width and height (of `page`, in a TIFF) from the header alone, without decoding pixels."""
+def read_header(data: bytes, page: int = 0, channel: int | None = None) -> ImageHeader:
+    """Width and height (of the plane `page` and `channel` name, in a TIFF) from the header
+    alone, without decoding pixels."""
     container = sniff_container(data)
     if container == "gif":
         raise UnsupportedImageError("GIF is not supported: upload a PNG, JPEG, TIFF or BMP image")
     if container != "tiff" and page != 0:
         raise PlaneError(f"page={page} is out of range: a {container.upper()} file has one page (0)")
-    pages = 1
+    pages, location = 1, None
     try:
         if container == "tiff":
-            width, height, pages = _tiff_size(data, page)
+            width, height, location = _tiff_size(data, page, channel)
+            pages = location.pages
         else:
             width, height = _HEADER_READERS[container](data)
     except (ImageError, PlaneError):
@@ -93,7 +98,7 @@ def read_header(data: bytes, page: int = 0) -> ImageHeader:
         raise ImageError(f"the {container.upper()} header is truncated or corrupt") from exc
     if width <= 0 or height <= 0:
         raise ImageError(f"the {container.upper()} header claims an empty image ({width}×{height})")
-    return ImageHeader(container, width, height, pages)
+    return ImageHeader(container, width, height, pages, location)
 
 
 def _png_size(data: bytes) -> tuple[int, int]:
@@ -129,9 +134,9 @@ def _bmp_size(data: bytes) -> tuple[int, int]:
     return width, abs(height)
 
 
-def _tiff_size(data: bytes, page: int) -> tuple[int, int, int]:
+def _tiff_size(data: bytes, page: int, channel: int | None) -> tuple[int, int, Location]:
     try:
-        width, height, pages, samples, depth, sample_bytes = tiff.page_header(data, page)
+        width, height, location, samples, depth, sample_bytes = tiff.page_header(data, page, channel)
     except tiff.TiffPageError as exc:
         raise PlaneError(str(exc)) from exc
     except Exception as exc:  # a corrupt IFD can raise TypeError, KeyError…, not only TiffFileError
@@ -144,7 +149,7 @@ def _tiff_size(data: bytes, page: int) -> tuple[int, int, int]:
         raise UnsupportedImageError(f"volumetric TIFF pages ({depth} planes deep) are not supported")
     if sample_bytes > 8:
         raise UnsupportedImageError(f"TIFF samples of {sample_bytes} bytes are not supported (at most 64-bit)")
-    return width, height, pages
+    return width, height, location
 
 
 _HEADER_READERS = {"png": _png_size, "jpeg": _jpeg_size, "bmp": _bmp_size}
@@ -154,8 +159,9 @@ def decode_plane(
     data: bytes, max_pixels: int | None = None, page: int = 0, channel: int | None = None
 ) -> tuple[np.ndarray, Plane]:
     """File bytes → one plane as HxW or HxWxC (RGB order, original dtype), size-checked first:
-    `page` of a multi-page TIFF, and `channel` alone (HxW) when given."""
-    header = read_header(data, page)
+    in a TIFF the plane `page` and `channel` name by its axes (`nuclei.planes`: several
+    channels and none chosen → channel 0 and a warning); elsewhere `channel` alone (HxW)."""
+    header = read_header(data, page, channel)
     pixels = header.width * header.height
     if max_pixels is not None and pixels > max_pixels:
         raise ImageTooLargeError(
@@ -166,13 +172,18 @@ def decode_plane(
         raise ImageError(f"the {header.container.upper()} file is truncated (no end marker)")
     pixel_size = None
     if header.container == "tiff":
-        image, pixel_size = _decode_tiff(data, page)
+        image, pixel_size = _decode_tiff(data, page, channel)
     else:
         image = _decode_cv2(data)
     if image is None or image.size == 0:
         raise ImageError(f"the {header.container.upper()} data is truncated or corrupt")
     if image.shape[:2] != (header.height, header.width):
         raise ImageError("the image data does not match its header")
+    where = header.location
+    if where is not None:  # a TIFF: tiff.read_page read the plane its axes name
+        if where.sample is not None and image.ndim == 3:  # OpenCV's fallback reads every sample
+            image = image[..., where.sample]
+        return image, Plane(page, where.pages, where.channel, where.channels, pixel_size, where.warning)
     channels = image.shape[2] if image.ndim == 3 else 1
     if channel is not None:
         if not 0 <= channel < channels:
@@ -208,11 +219,11 @@ def _decode_cv2(data: bytes) -> np.ndarray | None:
     return image
 
 
-def _decode_tiff(data: bytes, page: int) -> tuple[np.ndarray | None, float | None]:
-    """A TIFF page through `nuclei.tiff`; compressions tifffile cannot read without extra
+def _decode_tiff(data: bytes, page: int, channel: int | None) -> tuple[np.ndarray | None, float | None]:
+    """A TIFF plane through `nuclei.tiff`; compressions tifffile cannot read without extra
     codecs go to OpenCV (first page only)."""
     try:
-        image, pixel_size = tiff.read_page(data, page)
+        image, pixel_size, _ = tiff.read_page(data, page, channel)
     except Exception as exc:  # tifffile raises many kinds for corrupt files
         image = _decode_cv2(data) if page == 0 else None
         if image is None:

@@ -31,6 +31,7 @@ SUFFIXES = {
     OutputFormat.csv: ".submission.csv",
     OutputFormat.geojson: ".geojson",
     OutputFormat.measurements: ".measurements.csv",
+    OutputFormat.preview: ".preview.png",
 }
 SYSTEM_NAMES = {"__macosx", "thumbs.db", "desktop.ini", "$recycle.bin", "system volume information"}
 

@@ -1,36 +1,80 @@
 """TIFF, the microscopy format, through tifffile: 16-bit, float, multi-sample and planar
-pages that OpenCV mangles, a chosen page of a multi-page file, and the pixel size from the
-resolution tags. Page headers are read without their pixels, so sizes are checked first."""
+pages that OpenCV mangles, the plane `page=` and `channel=` name by the file's axes
+(`nuclei.planes`), and the pixel size from the resolution tags. Page headers are read
+without their pixels, so sizes are checked first."""
 
 from __future__ import annotations
 
 import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import tifffile
+
+from nuclei.planes import Location, PlaneRangeError, locate
 
 MICRONS_PER_UNIT = {2: 25_400.0, 3: 10_000.0, 4: 1_000.0, 5: 1.0}  # inch, cm; tifffile also writes mm, µm
 
 
 class TiffPageError(ValueError):
-    """A page index outside the file."""
+    """A page or channel outside the file."""
 
 
-def _page(tif: tifffile.TiffFile, page: int) -> tifffile.TiffPage:
-    count = len(tif.pages)
-    if count == 0:
+@dataclass(frozen=True)
+class Stored:
+    """The located plane: its page (or frame) in the file and where `page=`/`channel=` fell."""
+
+    page: tifffile.TiffPage
+    location: Location
+
+
+def _layout(tif: tifffile.TiffFile) -> tuple[Sequence, str, tuple[int, ...], str]:
+    """(the pages in series order, the axes above one page, their sizes, the series' axes).
+    One series whose axes cover its pages (OME, ImageJ, shaped) is read by its axes; any
+    other file page by page, as a plain multi-page TIFF."""
+    if len(tif.series) == 1:
+        series = tif.series[0]
+        inner = series.keyframe.axes
+        outer = series.axes[: len(series.axes) - len(inner)]
+        shape = tuple(int(n) for n in series.shape[: len(outer)])
+        if series.axes.endswith(inner) and math.prod(shape) == len(series.pages):
+            return series.pages, outer, shape, series.axes
+    return tif.pages, "I", (len(tif.pages),), ""
+
+
+def _data_samples(page: tifffile.TiffPage) -> bool:
+    """Samples that are channels of their own: grey with extra samples that are not alpha."""
+    alpha = {tifffile.EXTRASAMPLE.ASSOCALPHA, tifffile.EXTRASAMPLE.UNASSALPHA}
+    grey = page.photometric in (tifffile.PHOTOMETRIC.MINISBLACK, tifffile.PHOTOMETRIC.MINISWHITE)
+    return grey and int(page.samplesperpixel) > 1 and not set(page.extrasamples) <= alpha
+
+
+def _locate(tif: tifffile.TiffFile, page: int, channel: int | None) -> Stored:
+    pages, outer, shape, axes = _layout(tif)
+    if not len(pages):
         raise ValueError("the TIFF has no readable page")
-    if not 0 <= page < count:
-        raise TiffPageError(f"page={page} is out of range: the TIFF has {count} page(s) (0..{count - 1})")
-    return tif.pages[page]
+    first = pages[page] if not axes and 0 <= page < len(pages) else pages[0]  # plain: pages differ
+    key = first if isinstance(first, tifffile.TiffPage) else first.keyframe
+    try:
+        where = locate(outer, shape, int(key.samplesperpixel), _data_samples(key), page, channel, axes)
+    except PlaneRangeError as exc:
+        raise TiffPageError(str(exc)) from exc
+    found = pages[where.index]
+    if found is None:
+        raise ValueError(f"page {where.index} of the TIFF is unreadable")
+    return Stored(found, where)
 
 
-def page_header(data: bytes, page: int = 0) -> tuple[int, int, int, int, int, int]:
-    """(width, height, pages, samples per pixel, depth, bytes per sample) of one page."""
+def page_header(data: bytes, page: int = 0, channel: int | None = None,
+                ) -> tuple[int, int, Location, int, int, int]:
+    """(width, height, where the plane is, samples per pixel, depth, bytes per sample)."""
     with tifffile.TiffFile(io.BytesIO(data)) as tif:
-        p = _page(tif, page)
+        stored = _locate(tif, page, channel)
+        p = stored.page if isinstance(stored.page, tifffile.TiffPage) else stored.page.keyframe
         sample_bytes = p.dtype.itemsize if p.dtype is not None else 0
-        return (int(p.imagewidth), int(p.imagelength), len(tif.pages), int(p.samplesperpixel),
+        return (int(p.imagewidth), int(p.imagelength), stored.location, int(p.samplesperpixel),
                 int(p.imagedepth), sample_bytes)
 
 
@@ -52,11 +96,16 @@ def _pixel_size_um(tif: tifffile.TiffFile, page: tifffile.TiffPage) -> float | N
     return None
 
 
-def read_page(data: bytes, page: int = 0) -> tuple[np.ndarray, float | None]:
-    """One page as HxW or HxWxC (samples interleaved), and its pixel size in µm if known."""
+def read_page(data: bytes, page: int = 0, channel: int | None = None,
+              ) -> tuple[np.ndarray, float | None, Location]:
+    """The plane `page`/`channel` name (`nuclei.planes`) as HxW or HxWxC (samples
+    interleaved), its pixel size in µm if known, and where it was found."""
     with tifffile.TiffFile(io.BytesIO(data)) as tif:
-        p = _page(tif, page)
-        image = p.asarray()
+        stored = _locate(tif, page, channel)
+        p = stored.page if isinstance(stored.page, tifffile.TiffPage) else stored.page.keyframe
+        image = stored.page.asarray()
         if p.planarconfig == tifffile.PLANARCONFIG.SEPARATE and image.ndim == 3:
             image = np.moveaxis(image, 0, -1)  # samples first → interleaved
-        return image, _pixel_size_um(tif, p)
+        if stored.location.sample is not None and image.ndim == 3:
+            image = image[..., stored.location.sample]
+        return image, _pixel_size_um(tif, p), stored.location

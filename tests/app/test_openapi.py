@@ -231,3 +231,13 @@ def test_threshold_documents_its_effect_on_the_seed_threshold(client):
     params = {p["name"]: p for p in spec["paths"]["/segment"]["post"]["parameters"]}
     text = params["threshold"]["description"]
     assert "seed threshold" in text and "max(card's `postprocess.seed`, threshold)" in text
+
+
+def test_the_bearer_token_is_optional_when_the_server_runs_open_and_required_with_a_key():
+    """Generated clients send a header only where `security` requires one."""
+    for api_key, expected in ((None, [{}, {"HTTPBearer": []}]), ("secret", [{"HTTPBearer": []}])):
+        with make_client(api_key=api_key) as c:
+            spec = c.get("/openapi.json").json()
+        validate_openapi(spec)
+        assert spec["paths"]["/segment"]["post"]["security"] == expected
+        assert spec["paths"]["/model"]["get"]["security"] == expected
