@@ -2,13 +2,17 @@
 outputs of one segmentation: `Client(url).outputs(path, ["labels", "measurements"])`.
 
 A 503 is retried after its Retry-After; a dropped connection or a server that is restarting
-is retried with exponential backoff, for up to `patience_s`, so a pipeline rides out a
-restart instead of losing images. A 4xx is the image's fault and is not retried.
+is retried with exponential backoff, so a pipeline rides out a restart instead of losing
+images. `patience_s` bounds the whole outage, not each request: the clock starts at the first
+failure of any request and stops at the next success, so 16 images waiting on a dead server
+give up together (`Unreachable`). A 4xx is the image's fault and is not retried.
+`check()` asks the server before a run whether it is there, is this service, and takes the key.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 import zipfile
 from collections.abc import Sequence
@@ -20,6 +24,7 @@ import httpx
 
 from nuclei.bundle import unbundle
 from nuclei.encode import OutputFormat
+from nuclei.planes import HEADER as PLANE_WARNING
 
 RETRY_STATUSES = {502, 503, 504}
 
@@ -33,6 +38,13 @@ class ClientError(Exception):
         self.detail = detail
 
 
+class Unreachable(ClientError):
+    """The server was down or busy for longer than `patience_s`: no image can get through."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(0, detail)
+
+
 @dataclass(frozen=True)
 class Segmented:
     content: bytes
@@ -40,6 +52,8 @@ class Segmented:
     count: int
     model_version: str
     headers: dict[str, str]
+    warning: str = ""  # X-Image-Warning: e.g. several channels and none chosen (nuclei.planes)
+    diameter: float | None = None  # X-Nucleus-Diameter: the median nucleus size segmented at
 
 
 def _detail(response: httpx.Response) -> str:
@@ -58,6 +72,8 @@ class Client:
         self.http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout_s, trust_env=False,
                                  transport=transport)
         self.patience_s = patience_s
+        self._lock = threading.Lock()
+        self._down_since: float | None = None  # the outage clock, shared by every request
 
     def close(self) -> None:
         self.http.close()
@@ -78,7 +94,8 @@ class Client:
         response = self._post(data, name, query)
         h = response.headers
         return Segmented(response.content, h.get("content-type", ""), int(h.get("x-nuclei-count", 0)),
-                         h.get("x-model-version", ""), dict(h))
+                         h.get("x-model-version", ""), dict(h), warning=h.get(PLANE_WARNING, ""),
+                         diameter=float(h["x-nucleus-diameter"]) if "x-nucleus-diameter" in h else None)
 
     def outputs(self, image: str | Path | bytes, formats: Sequence[str], filename: str | None = None,
                 **params: Any) -> tuple[dict[str, bytes], Segmented]:
@@ -93,8 +110,37 @@ class Client:
             raise ClientError(0, f"the server's answer is not the zip asked for: {exc}") from exc
         return {f.value: body for f, body in bodies.items()}, result
 
+    def check(self, timeout_s: float = 5.0) -> None:
+        """Before a run: the server answers, is a nuclei service, and takes our key (or needs
+        none). A ClientError with one line that says what to fix, otherwise nothing."""
+        url = str(self.http.base_url)
+        try:
+            ready = self.http.get("/ready", timeout=timeout_s)
+            limits = self.http.get("/limits", timeout=timeout_s)
+        except httpx.TransportError as exc:
+            raise ClientError(0, f"cannot reach {url} ({type(exc).__name__}: {exc or 'no answer'}); "
+                                 "is the server running, and is --url right?") from exc
+        try:
+            needs_key = bool(limits.json()["api_key_required"]) if limits.status_code == 200 else None
+        except (ValueError, KeyError, TypeError):
+            needs_key = None
+        if needs_key is None or ready.status_code not in (200, 503):
+            raise ClientError(0, f"{url} is not a nuclei segmentation service (GET /limits answered "
+                                 f"{limits.status_code}, GET /ready {ready.status_code}); check --url")
+        if needs_key:
+            if "authorization" not in self.http.headers:
+                raise ClientError(401, f"{url} needs an API key: set NUCLEI_API_KEY")
+            if self.http.get("/model", timeout=timeout_s).status_code == 401:
+                raise ClientError(401, f"{url} refused the API key in NUCLEI_API_KEY")
+
+    def _outage(self, now: float) -> float:
+        """When the current outage began (this failure, if none was going on)."""
+        with self._lock:
+            if self._down_since is None:
+                self._down_since = now
+            return self._down_since
+
     def _post(self, data: bytes, name: str, query: dict[str, Any]) -> httpx.Response:
-        deadline = time.monotonic() + self.patience_s
         backoff = 0.5
         while True:
             try:
@@ -104,11 +150,16 @@ class Client:
                 backoff = min(backoff * 2, 10.0)
             else:
                 if response.status_code == 200:
+                    with self._lock:
+                        self._down_since = None
                     return response
                 if response.status_code not in RETRY_STATUSES:
                     raise ClientError(response.status_code, _detail(response))
                 wait = float(response.headers.get("retry-after", backoff))
                 why = f"{response.status_code}: {_detail(response)}"
-            if time.monotonic() + wait > deadline:
-                raise ClientError(0, f"gave up after {self.patience_s:g} s of retries; last: {why}")
-            time.sleep(wait)
+            now = time.monotonic()
+            deadline = self._outage(now) + self.patience_s
+            if now >= deadline:
+                raise Unreachable(f"gave up: the server was unreachable or busy for {self.patience_s:g} s; "
+                                  f"last: {why}")
+            time.sleep(min(wait, deadline - now))

@@ -5,7 +5,8 @@ by the one rule of `nuclei.naming` (`a.png` beside `a.tif`: `a.png.labels.png`, 
 hidden and system files skipped), all from one request per image, and land atomically.
 OUT/summary.csv has one row per image, with the output stem it wrote: a re-run skips an image
 whose row says ok under the same stem and whose outputs exist (resume), and redoes any other.
-Exit status 0 when every image succeeded, 1 when any failed.
+Exit status 0 when every image succeeded, 1 when any failed, 2 when the server cannot be
+reached (checked before the run; during it, for longer than --patience: the images done are kept).
 """
 
 from __future__ import annotations
@@ -22,14 +23,14 @@ from typing import Any
 
 from tqdm import tqdm
 
-from client.api import Client, ClientError
+from client.api import Client, ClientError, Unreachable
 from nuclei.encode import OutputFormat, spreadsheet_safe
 from nuclei.errors import error_text
 from nuclei.imageio import ImageError, PlaneError, read_header
-from nuclei.naming import is_image, output_name, output_stems, skipped
+from nuclei.naming import SUMMARY_COLUMNS, is_image, output_name, output_stems, skipped
 
 OUTPUTS = [f.value for f in OutputFormat]
-SUMMARY = ("path", "width", "height", "count", "status", "error", "model_version", "seconds", "output")
+SUMMARY = SUMMARY_COLUMNS
 
 
 def walk(root: Path) -> Iterator[tuple[Path, str, str]]:
@@ -54,23 +55,29 @@ def write_atomically(path: Path, content: bytes) -> None:
     os.replace(tmp, path)
 
 
-def process(client: Client, image: Path, rel: str, stem: str, targets: dict[str, Path]) -> dict[str, Any]:
-    """One image: every requested format from one request, or an error row with the server's detail."""
+def process(client: Client, image: Path, rel: str, stem: str, targets: dict[str, Path],
+            params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One image: every requested format from one request, or an error row with the server's detail.
+    `params`: the query parameters (diameter, threshold, pixel_size, page, channel); None: not sent."""
+    params = params or {}
     start = time.perf_counter()
     row: dict[str, Any] = {"path": rel, "width": "", "height": "", "count": "", "status": "ok", "error": "",
                            "model_version": "", "output": stem}
     data = image.read_bytes()
     try:
-        header = read_header(data)
+        header = read_header(data, params.get("page") or 0, params.get("channel"))
         row.update(width=header.width, height=header.height)
     except (ImageError, PlaneError):
         pass  # the server says what is wrong with it
     try:
-        bodies, result = client.outputs(data, list(targets), filename=image.name)
+        bodies, result = client.outputs(data, list(targets), filename=image.name, **params)
         for fmt, path in targets.items():
             write_atomically(path, bodies[fmt])
-        row.update(count=result.count, model_version=result.model_version)
+        row.update(count=result.count, model_version=result.model_version, diameter=result.diameter,
+                   warning=result.warning)
     except ClientError as exc:
+        if isinstance(exc, Unreachable):
+            raise
         row.update(status="error", error=error_text(exc.status, exc.detail))
     row["seconds"] = round(time.perf_counter() - start, 3)
     return row
@@ -103,6 +110,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--patience", type=float, default=600.0,
                    help="seconds to keep retrying an unreachable or busy server (default 600)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    plane = p.add_argument_group("what to segment, as the service's query parameters (POST /segment)")
+    plane.add_argument("--diameter", type=float, help="median nucleus diameter in pixels (give it for 40×/63× "
+                       "images); default: estimated per image")
+    plane.add_argument("--threshold", type=float, help="foreground threshold 0..1; default: the model card's")
+    plane.add_argument("--pixel-size", type=float, help="µm per pixel, for the µm measurements; default: the "
+                       "TIFF's resolution tags")
+    plane.add_argument("--page", type=int, help="plane of a TIFF: a Z/T plane by the file's axes, else its page")
+    plane.add_argument("--channel", type=int, help="channel of a multi-channel image (the nuclear stain); "
+                       "default: channel 0 of several, with a warning in summary.csv")
     args = p.parse_args(argv)
     args.formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     unknown = sorted(set(args.formats) - set(OUTPUTS))
@@ -110,10 +126,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"unknown format(s) {', '.join(unknown) or '(none)'}; choose among {', '.join(OUTPUTS)}")
     if not args.source.is_dir():
         p.error(f"IN is not a folder: {args.source}")
+    args.params = {"diameter": args.diameter, "threshold": args.threshold, "pixel_size": args.pixel_size,
+                   "page": args.page, "channel": args.channel}
     return args
 
 
+def sort_summary(path: Path) -> None:
+    """summary.csv by path, as every wing orders its rows; written in completion order while
+    the run goes, so a crash loses no row."""
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        rows = sorted(reader, key=lambda r: r["path"])
+    tmp = path.with_name(path.name + ".part")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=SUMMARY)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
 def run(args: argparse.Namespace) -> int:
+    with Client(args.url) as probe:
+        try:
+            probe.check()
+        except ClientError as exc:
+            print(f"nuclei-client: {exc.detail}", file=sys.stderr)
+            return 2
     total = sum(1 for _ in walk(args.source))
     args.out.mkdir(parents=True, exist_ok=True)
     summary_path = args.out / "summary.csv"
@@ -122,9 +160,18 @@ def run(args: argparse.Namespace) -> int:
     with summary_path.open("w", newline="") as f, Client(args.url, patience_s=args.patience) as client, \
             ThreadPoolExecutor(args.concurrency) as pool, \
             tqdm(total=total, unit="img", disable=args.quiet, smoothing=0.1) as bar:
-        writer = csv.DictWriter(f, fieldnames=SUMMARY)
+        writer = csv.DictWriter(f, fieldnames=SUMMARY, extrasaction="ignore")
         writer.writeheader()
         pending: set[Future] = set()
+        stopped: list[Unreachable] = []  # the server gone for longer than --patience
+
+        def collect(future: Future) -> None:
+            try:
+                record(future.result())
+            except Unreachable as exc:
+                stopped.append(exc)
+                for other in pending:
+                    other.cancel()
 
         def record(row: dict[str, Any]) -> None:
             nonlocal failed
@@ -135,6 +182,8 @@ def run(args: argparse.Namespace) -> int:
             bar.set_postfix(failed=failed)
 
         for image, rel, stem in walk(args.source):
+            if stopped:
+                break
             targets = outputs(args.out, stem, args.formats)
             before = done_before.get(spreadsheet_safe(rel))
             if before and before.get("output") == spreadsheet_safe(stem) and all(p.exists() for p in targets.values()):
@@ -143,10 +192,16 @@ def run(args: argparse.Namespace) -> int:
             if len(pending) >= 2 * args.concurrency:  # bounded: 10⁵ files never queue at once
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:
-                    record(future.result())
-            pending.add(pool.submit(process, client, image, rel, stem, targets))
+                    collect(future)
+            pending.add(pool.submit(process, client, image, rel, stem, targets, args.params))
         for future in pending:
-            record(future.result())
+            if not future.cancelled():
+                collect(future)
+    sort_summary(summary_path)
+    if stopped:
+        print(f"nuclei-client: {stopped[0].detail}; stopped with {bar.n} of {total} images done "
+              f"({failed} failed), kept in {summary_path}: run the same command again to go on", file=sys.stderr)
+        return 2
     print(f"{total - failed} of {total} images ok; summary in {summary_path}", file=sys.stderr)
     return 1 if failed else 0
 

@@ -17,9 +17,11 @@ import tifffile
 
 from bench.server import free_port, start
 from client import Client, ClientError
+from nuclei.naming import SUMMARY_COLUMNS
+from tests.channels import dapi_png, layouts
 from tests.conftest import ROOT, SAMPLE_NAMES, png_bytes, read_png, read_sample
 
-SUMMARY = "path,width,height,count,status,error,model_version,seconds,output"
+SUMMARY = ",".join(SUMMARY_COLUMNS)
 
 
 def start_server(port: int, log: Path) -> subprocess.Popen:
@@ -239,9 +241,9 @@ def test_a_server_busy_past_the_patience_is_given_up_with_the_last_reason(clock:
     client = Client("http://service", patience_s=30, transport=mock_server([BUSY], seen))
     with pytest.raises(ClientError) as caught:
         client.segment(b"image bytes")
-    assert caught.value.status == 0 and "gave up after 30 s" in caught.value.detail
+    assert caught.value.status == 0 and "unreachable or busy for 30 s" in caught.value.detail
     assert "503: server busy" in caught.value.detail
-    assert clock.waits == [7.0] * 4 and len(seen) == 5  # a fifth wait would pass the 30 s
+    assert clock.waits == [7.0] * 4 + [2.0] and len(seen) == 6  # the last wait ends at the 30 s
 
 
 def test_a_4xx_is_not_retried(clock: FakeClock) -> None:
@@ -250,3 +252,110 @@ def test_a_4xx_is_not_retried(clock: FakeClock) -> None:
     with pytest.raises(ClientError) as caught:
         Client("http://service", transport=mock_server([refused], seen)).segment(b"GIF89a")
     assert (caught.value.status, caught.value.detail, len(seen), clock.waits) == (415, "GIF is not supported", 1, [])
+
+
+def test_the_patience_bounds_the_whole_outage_not_each_request(clock: FakeClock) -> None:
+    """A second image that starts waiting 20 s into an outage gives up at 30 s, not at 50 s."""
+    client = Client("http://service", patience_s=30, transport=mock_server([BUSY], []))
+    with pytest.raises(ClientError):
+        client.segment(b"first")
+    assert clock.now == 30
+    started = clock.now
+    with pytest.raises(ClientError):
+        client.segment(b"second")
+    assert clock.now == started, "the outage had lasted its patience already: one try, no wait"
+
+
+def test_a_success_ends_the_outage(clock: FakeClock) -> None:
+    ok = httpx.Response(200, content=b"PNG", headers={"X-Nuclei-Count": "1"})
+    client = Client("http://service", patience_s=30, transport=mock_server([BUSY, BUSY, ok, BUSY], []))
+    client.segment(b"first")  # 14 s of outage, then served
+    with pytest.raises(ClientError):
+        client.segment(b"second")
+    assert clock.now == 14 + 30, "a new outage gets the whole patience"
+
+
+def checked(answers: dict[str, httpx.Response], key: str | None = None) -> str:
+    """Client.check() against a server answering each path as given: '' or its one line."""
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/model" and request.headers.get("authorization") != "Bearer right":
+            return httpx.Response(401, json={"detail": "missing or wrong API key"})
+        return answers.get(request.url.path, httpx.Response(404, text="Not Found"))
+    try:
+        Client("http://service", api_key=key or "", transport=httpx.MockTransport(handle)).check()
+    except ClientError as exc:
+        return exc.detail
+    return ""
+
+
+def test_the_check_before_a_run_says_what_is_wrong_in_one_line() -> None:
+    ready = httpx.Response(200, json={"status": "ready"})
+    open_ = httpx.Response(200, json={"api_key_required": False})
+    keyed = httpx.Response(200, json={"api_key_required": True})
+    assert checked({"/ready": ready, "/limits": open_}) == ""
+    assert "not a nuclei segmentation service" in checked({})
+    assert "not a nuclei segmentation service" in checked({"/ready": ready, "/limits": ready})
+    assert checked({"/ready": ready, "/limits": keyed}) == "http://service needs an API key: set NUCLEI_API_KEY"
+    assert "refused the API key" in checked({"/ready": ready, "/limits": keyed}, key="wrong")
+    assert checked({"/ready": ready, "/limits": keyed}, key="right") == ""
+
+
+def run_to_end(args: list[str], timeout: float) -> tuple[int, str, float]:
+    """(exit status, stderr, seconds) of nuclei-client with `args`."""
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "client", *args, "--quiet"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+    return done.returncode, done.stderr, time.monotonic() - start
+
+
+def test_a_closed_port_or_a_wrong_url_is_one_line_and_exit_2(server: int, tmp_path: Path) -> None:
+    image_folder(tmp_path / "in", copies=1)
+    status, err, seconds = run_to_end([str(tmp_path / "in"), str(tmp_path / "out"), "--url",
+                                       f"http://127.0.0.1:{free_port()}"], timeout=60)
+    assert (status, len(err.strip().splitlines())) == (2, 1) and seconds < 10
+    assert err.startswith("nuclei-client: cannot reach http://127.0.0.1:") and "--url" in err
+    status, err, _ = run_to_end([str(tmp_path / "in"), str(tmp_path / "out"), "--url",
+                                 f"http://127.0.0.1:{server}/nuclei"], timeout=60)
+    assert (status, len(err.strip().splitlines())) == (2, 1)
+    assert "is not a nuclei segmentation service (GET /limits answered 404" in err
+
+
+def test_a_server_gone_for_longer_than_the_patience_ends_the_run_and_keeps_what_was_done(tmp_path: Path) -> None:
+    paths = image_folder(tmp_path / "in", copies=6)
+    port, out = free_port(), tmp_path / "out"
+    server = start_server(port, tmp_path / "server.log")
+    client = subprocess.Popen([sys.executable, "-m", "client", str(tmp_path / "in"), str(out), "--url",
+                               f"http://127.0.0.1:{port}", "--quiet", "--patience", "5"], cwd=ROOT,
+                              stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while len(list(out.rglob("*.labels.png"))) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    server.send_signal(signal.SIGKILL)
+    server.wait()
+    killed = time.monotonic()
+    _, err = client.communicate(timeout=120)
+    assert client.returncode == 2 and time.monotonic() - killed < 5 + 20, "ended about --patience after the kill"
+    assert "unreachable or busy for 5 s" in err and "run the same command again" in err
+    rows = summary(out)
+    done = {r["path"] for r in rows.values() if r["status"] == "ok"}
+    assert 3 <= len(done) < len(paths)
+    assert {p.relative_to(out).as_posix().removesuffix(".labels.png") + ".png" for p in out.rglob("*.labels.png")} \
+        == done, "every image done has its row and its outputs; no row without them"
+    assert list(rows) == sorted(rows), "rows by path"
+
+
+def test_channel_and_the_multichannel_warning_reach_the_summary(server: int, tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    for name, data in layouts().items():
+        (tmp_path / "in" / f"{name}.tif").write_bytes(data)
+    expected = Client(f"http://127.0.0.1:{server}").segment(dapi_png(), format="labels").count
+    assert run_client(tmp_path / "in", tmp_path / "c1", server, "--channel", "1").wait(120) == 0
+    rows = summary(tmp_path / "c1")
+    assert {r["count"] for r in rows.values()} == {str(expected)} and {r["warning"] for r in rows.values()} == {""}
+    assert run_client(tmp_path / "in", tmp_path / "c0", server).wait(120) == 0
+    for row in summary(tmp_path / "c0").values():
+        assert "2 channels" in row["warning"] and "channel 0 was segmented" in row["warning"]
+        assert row["count"] != str(expected)
+    assert run_client(tmp_path / "in", tmp_path / "c2", server, "--channel", "2").wait(120) == 1
+    assert {r["error"] for r in summary(tmp_path / "c2").values()} == \
+        {"422 channel=2 is out of range: the image has 2 channel(s) (0..1)"}
