@@ -34,6 +34,8 @@ from nuclei.encode import MEDIA_TYPES, OutputFormat, image_id
 from nuclei.errors import STATUSES
 from nuclei.pipeline import segment_bytes
 from nuclei.planes import HEADER as PLANE_WARNING
+from nuclei.quality import CHECK, FLAG_HEADER, FLAGS, HEADER
+from nuclei.quality import THRESHOLD as QUALITY_THRESHOLD
 
 log = logging.getLogger("app")
 router = APIRouter()
@@ -43,7 +45,8 @@ SEGMENT_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": " ".join(f"`{f.value}`: {describe_format(f)}." for f in OutputFormat) + (
             " The header `X-Nuclei-Count` gives the number of nuclei in every format, "
-            "`X-Nucleus-Diameter` the median nucleus diameter (px) segmented at: `diameter` or the estimate."),
+            "`X-Nucleus-Diameter` the median nucleus diameter (px) segmented at: `diameter` or the estimate; "
+            f"with `quality=true`, `{HEADER}` the trust signal and `{FLAG_HEADER}` `ok` or `check`."),
         "model": SegmentationRLE,  # application/json, by reference to components.schemas
         "content": {media: {"schema": MEDIA_SCHEMAS.get(media, {})}
                     for media in dict.fromkeys([*MEDIA_TYPES.values(), ZIP]) if media != "application/json"},
@@ -119,6 +122,11 @@ async def segment(
         "µm per pixel, for the _um columns of format=measurements; default: the TIFF's "
         "resolution tags when it has them"))] = None,
     diameter: Annotated[float | None, Query(gt=0, allow_inf_nan=False, description=DIAMETER)] = None,
+    quality: Annotated[bool, Query(description=(
+        "also say how far to trust the result: the model's agreement with itself on the image "
+        f"flipped and transposed, 0 to 1, in `{HEADER}` (and `quality` in rle, GeoJSON and "
+        f"measurements); below {QUALITY_THRESHOLD:g} `{FLAG_HEADER}: check`, that is: {FLAGS[CHECK]}. "
+        "One more pass of the model"))] = False,
 ) -> Response:
     formats = parse_formats(format)
     async with admission.slot():
@@ -126,12 +134,12 @@ async def segment(
         result = await admission.run(lambda: segment_bytes(
             segmenter, data, output_format=formats, filename=file.filename,
             max_pixels=settings.max_pixels, threshold=threshold, page=page, channel=channel,
-            pixel_size_um=pixel_size, diameter=diameter))
+            pixel_size_um=pixel_size, diameter=diameter, quality=quality))
     request.state.image_size = f"{result.width}x{result.height}"
     request.state.nuclei = result.count
     metrics.record_image(result.height, result.width, result.count)
     headers = provenance(segmenter.info, result.count, result.diameter) | {
-        "X-Image-Plane": result.plane.describe()}
+        "X-Image-Plane": result.plane.describe()} | (result.quality.headers() if result.quality else {})
     if result.plane.warning:
         headers[PLANE_WARNING] = result.plane.warning
     if formats == (OutputFormat.csv,) or len(formats) > 1:

@@ -34,7 +34,8 @@ from nuclei.segmenter import Segmenter
 log = logging.getLogger("app")
 # Response headers a browser script on another origin may read (provenance, count, size, plane).
 EXPOSED_HEADERS = ("X-Nuclei-Count", "X-Nucleus-Diameter", "X-Model-Name", "X-Model-Version", "X-Model-Sha256",
-                   "X-Image-Plane", "X-Image-Warning", "Retry-After", "Content-Disposition")
+                   "X-Image-Plane", "X-Image-Warning", "X-Segmentation-Quality", "X-Segmentation-Flag", "Retry-After",
+                   "Content-Disposition")
 
 DESCRIPTION = """
 Upload a microscope image, get its nuclei back: as a mask (`format=png`), a 16-bit label

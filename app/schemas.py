@@ -83,6 +83,9 @@ class SegmentationRLE(BaseModel):
     instances: list[Instance]
     diameter: float | None = Field(description=(
         "median nucleus diameter (px) the image was segmented at: `diameter` or the estimate"))
+    quality: float | None = Field(None, description=(
+        "with quality=true: the model's agreement with itself, 0 to 1 (nuclei.quality)"))
+    flag: str | None = Field(None, description="with quality=true: `ok`, or `check` below the threshold")
     model: ModelInfo
 
 

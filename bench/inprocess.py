@@ -96,6 +96,8 @@ def measure(segmenter: Segmenter, image: Image, max_pixels: int, reps: int, budg
         "session.run": lambda: segmenter.session.run(None, {segmenter.input_name: x}),
         "segment_bytes()": lambda: segment_bytes(segmenter, image.data, output_format=OutputFormat.png,
                                                  filename=f"{image.name}.png", max_pixels=max_pixels),
+        "quality=true": lambda: segment_bytes(segmenter, image.data, output_format=OutputFormat.png,  # nuclei.quality
+                                              filename=f"{image.name}.png", max_pixels=max_pixels, quality=True),
     }
     if stages:
         labels = segmenter.segment(decoded)

@@ -30,11 +30,12 @@ def render(res: dict[str, Any]) -> str:
             f"batch {m['batch']}" for name, m in res["models"].items()]
     out += ["", "## In-process, p50 ms (p95)", ""]
     rows = [[name, size, r["segment_bytes()"]["n"], r["tiles"], _ms(r["session.run"]),
-             _ms(r.get("segment()")), _ms(r["segment_bytes()"]), r["images_per_s"], r["megapixels_per_s"],
+             _ms(r.get("segment()")), _ms(r["segment_bytes()"]), _ms(r.get("quality=true")), r["images_per_s"],
+             r["megapixels_per_s"],
              *_rate(r, fpp, peak)]
             for name, sizes in res["inprocess"].items() for size, r in sizes.items()]
     out += _table(["model", "size", "runs", "tiles", "session.run, whole image", "segment()", "segment_bytes()",
-                   "img/s", "MP/s", "GOP/s", "% fp32 peak", "% int8 peak"], rows)
+                   "segment_bytes(quality=true)", "img/s", "MP/s", "GOP/s", "% fp32 peak", "% int8 peak"], rows)
     out += ["## Stages called directly, p50 ms", ""]
     rows = [[name, size, *(f"{r[s]['p50_ms']:.1f}" for s in res["stages"]), f"{r['stage sum']['p50_ms']:.1f}",
              f"{r['segment_bytes()']['p50_ms']:.1f}", r["stage_sum_over_end_to_end"],

@@ -20,6 +20,7 @@ import numpy as np
 
 from nuclei.blocks import Block, grid, owned
 from nuclei.normalize import HIGH_PERCENTILE, LOW_PERCENTILE, normalize_with, statistics
+from nuclei.quality import Quality, assess
 from nuclei.segmenter import Segmenter
 from nuclei.stitch import BlockLabels, Stitcher, pack
 
@@ -53,13 +54,23 @@ def anchored(block: np.ndarray) -> np.ndarray:
 
 
 def block_labels(segmenter: Segmenter, image: np.ndarray, block: Block, height: int, width: int,
-                 normalisation: Normalisation, diameter: float | None = None) -> tuple[np.ndarray, int, int]:
+                 normalisation: Normalisation, diameter: float | None = None,
+                 ) -> tuple[np.ndarray, int, int]:
     """One block's pixels (its reach, as decoded) → `nuclei.blocks.owned` of its nuclei:
     (labels of the nuclei it owns, their count, how many were cut by the reach's edge)."""
+    return block_result(segmenter, image, block, height, width, normalisation, diameter)[:3]
+
+
+def block_result(segmenter: Segmenter, image: np.ndarray, block: Block, height: int, width: int,
+                 normalisation: Normalisation, diameter: float | None = None, quality: bool = False,
+                 ) -> tuple[np.ndarray, int, int, Quality | None]:
+    """`block_labels`, and with `quality` the model's agreement with itself over the block's
+    reach (`nuclei.quality`: one more pass), so a slide gets a map of its doubtful regions."""
     size = diameter or segmenter.card.nucleus_scale.diameter
-    scaled = normalize_with(image, *normalisation)
-    labels = segmenter.segment_sized(anchored(scaled), diameter=size).labels[: image.shape[0]]
-    return owned(labels, block, height, width)
+    block_image = anchored(normalize_with(image, *normalisation))
+    sized = segmenter.segment_sized(block_image, diameter=size)
+    trust = assess(segmenter, block_image, sized) if quality else None
+    return (*owned(sized.labels[: image.shape[0]], block, height, width), trust)
 
 
 def check_blocks(block: int, overlap: int, stride: int) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 from nuclei.imageio import encode_png
 from nuclei.measure import COLUMNS, measure
 from nuclei.preview import preview_png
+from nuclei.quality import Quality
 from nuclei.regions import Regions, regions
 from nuclei.rle import encode, nuclei, submission_csv
 
@@ -55,6 +56,12 @@ class Segmentation:
     filename: str | None = None
     pixel_size_um: float | None = None
     diameter: float | None = None  # median nucleus diameter (px) segmented at
+    quality: Quality | None = None  # the trust signal, when asked for (nuclei.quality)
+
+    @property
+    def quality_fields(self) -> dict[str, float | str]:
+        """`quality` and `flag` for a document or a table row; nothing when not asked for."""
+        return self.quality.fields() if self.quality else {}
 
     @property
     def count(self) -> int:
@@ -98,6 +105,7 @@ def rle_document(seg: Segmentation) -> dict[str, Any]:
             for n in found
         ],
         "diameter": None if diameter is None else round(diameter, 1),
+        **seg.quality_fields,
         "model": seg.info,
     }
 
@@ -128,13 +136,19 @@ def measurements_rows(seg: Segmentation) -> list[dict[str, Any]]:
     return rows
 
 
+def measurements_columns(seg: Segmentation) -> list[str]:
+    """The measurements' columns: the µm ones when the pixel size is known; the image's
+    `quality` and `flag` (the same on every row) when they were asked for."""
+    return (list(COLUMNS) + (list(MICRON_COLUMNS) if seg.pixel_size_um else [])
+            + list(seg.quality_fields))
+
+
 def measurements_csv(seg: Segmentation) -> str:
     """One row per nucleus; `id` is its value in format=labels."""
-    columns = list(COLUMNS) + (list(MICRON_COLUMNS) if seg.pixel_size_um else [])
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=measurements_columns(seg), lineterminator="\n")
     writer.writeheader()
-    writer.writerows(measurements_rows(seg))
+    writer.writerows({**row, **seg.quality_fields} for row in measurements_rows(seg))
     return buf.getvalue()
 
 
@@ -154,5 +168,8 @@ def render(seg: Segmentation, output_format: OutputFormat) -> bytes:
     if output_format is OutputFormat.geojson:
         from nuclei import geojson
 
-        return geojson.dumps(geojson.feature_collection(labels, measurements_rows(seg), found=seg.regions)).encode()
+        collection = geojson.feature_collection(labels, measurements_rows(seg), found=seg.regions)
+        if seg.quality:  # the image's own properties (a foreign member QuPath ignores)
+            collection["properties"] = seg.quality_fields
+        return geojson.dumps(collection).encode()
     return submission_csv(image_id(seg.filename), nuclei(labels, seg.regions)).encode()

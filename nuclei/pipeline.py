@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from nuclei import bundle
 from nuclei.encode import MEDIA_TYPES, OutputFormat, Segmentation, render
 from nuclei.imageio import Plane, decode_plane
+from nuclei.quality import Quality, assess
 from nuclei.segmenter import Segmenter
 
 
@@ -21,6 +22,7 @@ class Result:
     count: int
     plane: Plane
     diameter: float  # median nucleus diameter (px) used: the one asked for, or the estimate
+    quality: Quality | None = None  # when asked for: the model's agreement with itself
 
 
 def segment_bytes(
@@ -35,19 +37,22 @@ def segment_bytes(
     channel: int | None = None,
     pixel_size_um: float | None = None,
     diameter: float | None = None,
+    quality: bool = False,
 ) -> Result:
     """`pixel_size_um` overrides the TIFF's resolution tags for the µm measurements;
-    `diameter` (px) the automatic nucleus size (nuclei.scale). Several formats: one
-    segmentation, every body in one zip (`nuclei.bundle`)."""
+    `diameter` (px) the automatic nucleus size (nuclei.scale); `quality` adds the trust signal
+    (nuclei.quality: one more pass). Several formats: one segmentation, every body in one zip
+    (`nuclei.bundle`)."""
     image, plane = decode_plane(data, max_pixels=max_pixels, page=page, channel=channel)
     sized = segmenter.segment_sized(image, threshold, diameter, max_pixels=max_pixels)
     labels = sized.labels
+    trust = assess(segmenter, image, sized, threshold) if quality else None
     seg = Segmentation(labels, image, segmenter.info, filename, pixel_size_um or plane.pixel_size_um,
-                       sized.diameter)
+                       sized.diameter, trust)
     formats = (output_format,) if isinstance(output_format, OutputFormat) else tuple(output_format)
     if len(formats) == 1:
         body, media_type = render(seg, formats[0]), MEDIA_TYPES[formats[0]]
     else:
         body, media_type = bundle.bundle(seg, formats), bundle.MEDIA_TYPE
     return Result(body, media_type, labels.shape[0], labels.shape[1], seg.count, plane,
-                  sized.diameter)
+                  sized.diameter, trust)

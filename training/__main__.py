@@ -1,4 +1,4 @@
-"""Command line: python -m training {train,export,tune,quantize,evaluate,diameters,package} --help."""
+"""Command line: python -m training {train,export,tune,quantize,evaluate,diameters,quality-study,package} --help."""
 
 from __future__ import annotations
 
@@ -105,6 +105,13 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--update-card", nargs="*", default=[], metavar="MODEL_ONNX",
                    help="write it into these models' cards")
 
+    s = sub.add_parser("quality-study", **fmt, help="rank trust signals by per-image DSB2018 (docs/model.md)")
+    s.add_argument("--model", default=DEFAULT_INT8, help="ONNX file with its .json card beside it")
+    s.add_argument("--data", default=DEFAULT_DATA, help="labelled zip or folder (Kaggle layout)")
+    s.add_argument("--training-images", type=int, default=300, help="training-split images the threshold is chosen on")
+    s.add_argument("--seed", type=int, default=26, help="draws the training images")
+    s.add_argument("--report", default=None, help="write per-image values here (CSV)")
+
     k = sub.add_parser("package", **fmt, help="served models → bioimage.io packages (spec 0.5, docs/bioimageio.md)")
     k.add_argument("--model", nargs="+", default=[DEFAULT_MODEL, DEFAULT_INT8], help="ONNX files with their cards")
     k.add_argument("--out", default="dist", help="folder for <model>.bioimageio.zip")
@@ -148,6 +155,10 @@ def main(argv: list[str] | None = None) -> int:
             from training.diameters import diameters_command
 
             return diameters_command(args)
+        if args.command == "quality-study":
+            from training.quality_study import quality_study_command
+
+            return quality_study_command(args)
         from training.evaluate import evaluate_command
 
         return evaluate_command(args)

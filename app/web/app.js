@@ -176,6 +176,7 @@ async function segment(item, format) {
   if (threshold) params.set("threshold", threshold);
   const diameter = $("diameter").value.trim();
   if (diameter) params.set("diameter", diameter);
+  if ($("quality").checked) params.set("quality", "true");
   for (let attempt = 0; ; attempt++) {
     const body = new FormData();
     body.append("file", item.file, item.file.name);
@@ -220,6 +221,8 @@ async function process(item) {
     item.geojson = JSON.parse(new TextDecoder().decode(part(".geojson")));
     item.count = Number(answer.headers.get("X-Nuclei-Count") ?? item.geojson.features.length);
     item.diameter = answer.headers.get("X-Nucleus-Diameter");
+    item.quality = answer.headers.get("X-Segmentation-Quality"); // null when not asked for
+    item.flag = answer.headers.get("X-Segmentation-Flag") ?? "";
     item.model = ["Name", "Version", "Sha256"].map((h) => answer.headers.get(`X-Model-${h}`));
     showModel(item.model);
     item.labels = new Blob([part(".labels.png")], { type: "image/png" });
@@ -310,16 +313,41 @@ function queueRow(item) {
   status.textContent = "Waiting";
   const count = document.createElement("td");
   count.className = "number";
-  row.append(name, status, count);
+  const quality = document.createElement("td");
+  quality.dataset.testid = "quality";
+  row.append(name, status, count, quality);
   return row;
+}
+
+/** The trust signal as a badge: its value, and `check` (the service's flag) in its colour. */
+function qualityBadge(item) {
+  const badge = document.createElement("span");
+  if (item.quality === null || item.quality === undefined) return badge;
+  badge.className = `badge ${item.flag}`;
+  badge.dataset.flag = item.flag;
+  badge.textContent = `${item.quality} ${item.flag}`;
+  badge.title = "How far the model agrees with itself on this image flipped (0–1); " +
+    "check: look at it, give the nucleus diameter, or fine-tune on images like it";
+  return badge;
+}
+
+/** The queue, least trusted first (images without a value last); again: most trusted first. */
+function sortByQuality() {
+  const th = $("sort-quality").parentElement;
+  const dir = th.getAttribute("aria-sort") === "ascending" ? -1 : 1;
+  th.setAttribute("aria-sort", dir > 0 ? "ascending" : "descending");
+  const key = (item) => (item.quality === null || item.quality === undefined ? Infinity * dir : Number(item.quality));
+  const rows = [...state.items].sort((a, b) => dir * (key(a) - key(b)) || 0);
+  $("queue").tBodies[0].append(...rows.map((item) => item.row));
 }
 
 function setStatus(item, status, text) {
   item.status = status;
-  const [, cell, count] = item.row.children;
+  const [, cell, count, quality] = item.row.children;
   item.row.dataset.status = status;
   cell.textContent = text;
   count.textContent = item.count ?? "";
+  quality.replaceChildren(qualityBadge(item));
   item.row.querySelector("button").disabled = status !== "done";
   updateProgress();
 }
@@ -328,7 +356,8 @@ async function downloadZip() {
   const encoder = new TextEncoder();
   const entries = [];
   const stems = outputStems(state.items.map((item) => item.path));
-  let summary = csvLine(["path", "width", "height", "count", "status", "error", "model_version", "seconds", "output"]);
+  let summary = csvLine(["path", "width", "height", "count", "quality", "flag", "status", "error", "model_version",
+    "seconds", "output"]);
   for (const [k, item] of state.items.entries()) {
     const base = stems[k];
     if (item.status === "done") {
@@ -337,6 +366,7 @@ async function downloadZip() {
       entries.push({ name: `${base}.measurements.csv`, data: encoder.encode(item.csv) });
     }
     summary += csvLine([item.path, item.width ?? "", item.height ?? "", item.count ?? "",
+      item.status === "done" ? item.quality ?? "" : "", item.status === "done" ? item.flag : "",
       item.status === "done" ? "ok" : "error", item.errorText ?? "", (item.model || [])[1] ?? "",
       item.seconds === undefined ? "" : item.seconds.toFixed(3), base]);
   }
@@ -355,6 +385,7 @@ async function show(item) {
   $("count").textContent = String(item.count);
   $("size").textContent = `${item.width} × ${item.height} pixels` +
     (item.diameter ? ` · nuclei about ${item.diameter} px across` : "");
+  $("result-quality").replaceChildren(qualityBadge(item));
   const stem = stemOf(item.file.name);
   setLink("dl-labels", item.labels, `${stem}.labels.png`);
   setLink("dl-geojson", new Blob([JSON.stringify(item.geojson)], { type: "application/geo+json" }), `${stem}.geojson`);
@@ -531,6 +562,7 @@ function setUp() {
   });
   $("options").addEventListener("submit", (event) => event.preventDefault());
   $("zip").addEventListener("click", downloadZip);
+  $("sort-quality").addEventListener("click", sortByQuality);
   $("retry").addEventListener("click", () => {
     for (const item of state.items.filter((i) => i.status === "error")) {
       item.error = item.errorText = undefined;

@@ -236,8 +236,8 @@ def test_a_folder_of_five_images_progress_queue_depth_503_and_zip(page, server, 
         summary = list(csv.DictReader(io.StringIO(archive.read("summary.csv").decode())))
         label_images = {n: archive.read(n) for n in names if n.endswith(".labels.png")}
     assert len(label_images) == 5 and len(names) == 5 * 3 + 1
-    assert list(summary[0]) == ["path", "width", "height", "count", "status", "error", "model_version", "seconds",
-                                "output"]
+    assert list(summary[0]) == ["path", "width", "height", "count", "quality", "flag", "status", "error",
+                                "model_version", "seconds", "output"]
     assert sorted(r["path"] for r in summary) == images
     for row in summary:
         assert row["status"] == "ok" and row["error"] == "" and row["model_version"]
