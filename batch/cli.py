@@ -40,6 +40,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "estimated per image, as POST /segment does (column 'diameter' of images.parquet)")
     p.add_argument("--checkpoint", type=int, default=500,
                    help="finished images per part file: a crash loses at most this many images' work")
+    p.add_argument("--page", type=int, default=0, help="plane of each TIFF, as POST /segment's page=: "
+                   "a Z/T plane by the file's axes (OME, ImageJ), else its page")
+    p.add_argument("--channel", type=int, help="channel of every image (the nuclear stain, 0-based), stored as "
+                   "samples or as pages; default: channel 0 of several, with a warning column in images.parquet")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     slide = p.add_argument_group("one large image (whole slide, mosaic), segmented block by block")
     slide.add_argument("--slide", action="store_true",
@@ -54,7 +58,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     slide.add_argument("--invert", action=argparse.BooleanOptionalAction, default=None,
                        help="bright background (brightfield, H&E): invert; default: decided from the slide's "
                             "median, or no with --range")
-    slide.add_argument("--channel", type=int, help="segment this channel of a multi-channel slide (0-based)")
     slide.add_argument("--sample-pixels", type=int, default=1 << 22,
                        help="pixels sampled evenly over the slide for its normalisation statistics")
     return p.parse_args(argv)

@@ -33,7 +33,7 @@ from dask.distributed import Client, as_completed
 from tqdm import tqdm
 
 from batch.outputs import Outputs, write_whole
-from batch.sources import chunks, find_images, output_names
+from batch.sources import chunks, find_images, output_names, relative
 from batch.tables import IMAGES, NUCLEI, TableWriter
 from batch.work import Job, labels_url, segment_files
 
@@ -114,18 +114,25 @@ class Checkpoints:
 
 def _merge(fs: fsspec.AbstractFileSystem, sources: list[tuple[str, str]], chosen: dict[str, int],
            outputs: Outputs) -> None:
-    """Each image's rows from the source `chosen` for it → the .partial tables, streamed."""
-    images = TableWriter(outputs.partial["images"], IMAGES)
+    """Each image's rows from the source `chosen` for it → the .partial tables: images.parquet
+    by path (one row an image fits in memory), nuclei.parquet streamed, each image's together."""
     nuclei = TableWriter(outputs.partial["nuclei"], NUCLEI)
+    rows: list[pa.Table] = []
     for k, pair in enumerate(sources):
         paths = pa.array([p for p, source in chosen.items() if source == k], pa.string())
         if not len(paths):
             continue
-        for path, writer in zip(pair, (images, nuclei), strict=True):
+        for path, writer in zip(pair, (None, nuclei), strict=True):
             with fs.open(path, "rb") as f:
                 for batch in pq.ParquetFile(f).iter_batches():
                     table = pa.Table.from_batches([batch])
-                    writer.write_table(table.filter(pc.is_in(table.column("path"), paths)).cast(writer.schema))
+                    kept = table.filter(pc.is_in(table.column("path"), paths))
+                    if writer is None:
+                        rows.append(kept.select(IMAGES.names).cast(IMAGES))
+                    else:
+                        writer.write_table(kept.cast(writer.schema))
+    images = TableWriter(outputs.partial["images"], IMAGES)
+    images.write_table(pa.concat_tables([IMAGES.empty_table(), *rows]).sort_by("path"))
     images.close()
     nuclei.close()
 
@@ -137,20 +144,21 @@ def run_folder(args: argparse.Namespace, connect: Callable[[argparse.Namespace],
         return 2
     base = args.out.rstrip("/")
     job = Job(model_path=str(Path(args.model).resolve()), out=base, source_root=root,
-              max_pixels=args.max_pixels, threads=args.threads, diameter=args.diameter)
+              max_pixels=args.max_pixels, threads=args.threads, diameter=args.diameter,
+              page=args.page, channel=args.channel)
     names = output_names(paths, root)
-    items = [(fs.unstrip_protocol(p), names[p]) for p in paths]
+    items = [(fs.unstrip_protocol(p), relative(p, root), names[p]) for p in paths]
     outputs = Outputs(base, {"images": "images.parquet", "nuclei": "nuclei.parquet"})
     out_fs, out = outputs.fs, outputs.fs._strip_protocol(base)
     before = previous(out_fs, out)
     chosen: dict[str, int] = {}
     todo = []
-    for path, stem in items:
+    for url, path, stem in items:
         source, row = before.latest.get(path, (None, None))
         if row is not None and _finished(row, stem, labels_url(job, stem), out_fs):
             chosen[path] = source
         else:
-            todo.append((path, stem))
+            todo.append((url, path, stem))
     outputs.started(args.source)
     checkpoints = Checkpoints(out_fs, out, before.next_part, args.checkpoint)
     failed = 0  # the images taken from earlier runs are ok
@@ -174,7 +182,7 @@ def run_folder(args: argparse.Namespace, connect: Callable[[argparse.Namespace],
     return 1 if failed else 0
 
 
-def _segment(client: Client, items: list[tuple[str, str]], job: Job, chunk: int,
+def _segment(client: Client, items: list[tuple[str, str, str]], job: Job, chunk: int,
              ) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
     """(images row, nuclei rows) of every item, as they finish. A bounded window of tasks in
     flight: memory and scheduler load stay flat at 10⁶ images."""

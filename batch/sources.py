@@ -19,13 +19,15 @@ def find_images(source: str) -> tuple[fsspec.AbstractFileSystem, str, list[str]]
     fs, _, expanded = fsspec.get_fs_token_paths(source)
     if len(expanded) == 1 and fs.isdir(expanded[0]):
         root = expanded[0]
-        return fs, root, sorted(p for p in fs.find(root) if is_image(_relative(p, root)))
+        return fs, root, sorted(p for p in fs.find(root) if is_image(relative(p, root)))
     files = [p for p in expanded if fs.isfile(p)]
     root = posixpath.commonpath([posixpath.dirname(p) for p in files]) if files else ""
-    return fs, root, sorted(p for p in files if is_image(_relative(p, root)))
+    return fs, root, sorted(p for p in files if is_image(relative(p, root)))
 
 
-def _relative(path: str, root: str) -> str:
+def relative(path: str, root: str) -> str:
+    """`path` below `root`, '/'-separated: the `path` column of images.parquet and nuclei.parquet,
+    as summary.csv has it."""
     try:
         return str(PurePosixPath(path).relative_to(root))
     except ValueError:
@@ -35,9 +37,9 @@ def _relative(path: str, root: str) -> str:
 def output_names(paths: list[str], source_root: str) -> dict[str, str]:
     """Each path → the stem its outputs take below OUT (`nuclei.naming.output_stems` of the
     paths below the input root)."""
-    relative = {p: _relative(p, source_root) for p in paths}
-    stems = output_stems(relative.values())
-    return {p: stems[rel] for p, rel in relative.items()}
+    below = {p: relative(p, source_root) for p in paths}
+    stems = output_stems(below.values())
+    return {p: stems[rel] for p, rel in below.items()}
 
 
 def chunks(items: list[str], size: int) -> Iterator[list[str]]:

@@ -11,7 +11,8 @@ import pyarrow.parquet as pq
 
 IMAGES = pa.schema([
     ("path", pa.string()), ("width", pa.int32()), ("height", pa.int32()), ("count", pa.int32()),
-    ("diameter", pa.float64()), ("status", pa.string()), ("error", pa.string()), ("model_version", pa.string()),
+    ("diameter", pa.float64()), ("warning", pa.string()), ("status", pa.string()), ("error", pa.string()),
+    ("model_version", pa.string()),
     ("seconds", pa.float64()), ("output", pa.string()),
 ])
 """`output`: the stem the image's files were written under (`nuclei.naming`)."""

@@ -17,7 +17,7 @@ import fsspec
 from batch.outputs import write_whole
 from nuclei.encode import OutputFormat, labels_png
 from nuclei.errors import INPUT_ERRORS, describe
-from nuclei.imageio import decode_image
+from nuclei.imageio import decode_plane
 from nuclei.measure import measure
 from nuclei.naming import output_name
 from nuclei.segmenter import Segmenter
@@ -32,6 +32,8 @@ class Job:
     source_root: str
     max_pixels: int
     threads: int = 1
+    page: int = 0  # the plane of a TIFF, as POST /segment's page= (nuclei.planes)
+    channel: int | None = None  # one channel, as POST /segment's channel=
     diameter: float | None = None  # median nucleus diameter, px, of every image; None: estimated per image
 
 
@@ -44,18 +46,20 @@ def labels_url(job: Job, stem: str) -> str:
     return f"{job.out.rstrip('/')}/labels/{output_name(stem, OutputFormat.labels)}"
 
 
-def segment_file(path: str, stem: str, job: Job) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """One image → (its row for images.parquet, its rows for nuclei.parquet); its label image
-    written whole under its output `stem`."""
+def segment_file(url: str, path: str, stem: str, job: Job) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One image at `url` → (its row for images.parquet, its rows for nuclei.parquet), both
+    under its `path` below IN; its label image written whole under its output `stem`."""
     start = time.perf_counter()
     segmenter = segmenter_for(job.model_path, job.threads)
-    row: dict[str, Any] = {"path": path, "width": None, "height": None, "count": None, "diameter": None, "status": "ok",
-                           "error": "", "model_version": segmenter.card.version, "output": stem}
+    row: dict[str, Any] = {"path": path, "width": None, "height": None, "count": None, "diameter": None,
+                           "warning": "", "status": "ok", "error": "", "model_version": segmenter.card.version,
+                           "output": stem}
     nuclei: list[dict[str, Any]] = []
     try:
-        with fsspec.open(path, "rb") as f:
+        with fsspec.open(url, "rb") as f:
             data = f.read()
-        image = decode_image(data, max_pixels=job.max_pixels)
+        image, plane = decode_plane(data, max_pixels=job.max_pixels, page=job.page, channel=job.channel)
+        row["warning"] = plane.warning or ""
         sized = segmenter.segment_sized(image, diameter=job.diameter, max_pixels=job.max_pixels)
         labels = sized.labels
         write_whole(labels_url(job, stem), labels_png(labels))
@@ -68,6 +72,6 @@ def segment_file(path: str, stem: str, job: Job) -> tuple[dict[str, Any], list[d
     return row, nuclei
 
 
-def segment_files(items: list[tuple[str, str]], job: Job) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
-    """A chunk of (path, stem) pairs: one task per chunk keeps the scheduler light at 10⁶ images."""
-    return [segment_file(path, name, job) for path, name in items]
+def segment_files(items: list[tuple[str, str, str]], job: Job) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """A chunk of (url, path, stem): one task per chunk keeps the scheduler light at 10⁶ images."""
+    return [segment_file(url, path, stem, job) for url, path, stem in items]

@@ -17,6 +17,7 @@ import tifffile
 from dask.distributed import Client, LocalCluster
 
 from batch.cli import main
+from tests.channels import dapi_png, layouts
 from tests.conftest import ROOT, SAMPLE_NAMES, png_bytes, read_png, read_sample
 
 
@@ -161,3 +162,22 @@ def test_a_job_killed_mid_folder_leaves_partial_files_and_a_rerun_completes_it(t
         assert sorted(n["id"] for n in nuclei if n["path"] == row["path"]) == list(range(1, row["count"] + 1))
     assert {p: m for p, m in labels_written(out).items() if p in kept} == kept, "what was done is not redone"
     assert sorted(p.name for p in out.iterdir()) == ["images.parquet", "labels", "nuclei.parquet"]
+
+def test_channel_on_a_folder_segments_that_channel_and_without_it_every_row_warns(tmp_path: Path, client) -> None:
+    source = tmp_path / "in"
+    source.mkdir()
+    for name, data in layouts().items():
+        (source / f"{name}.tif").write_bytes(data)
+    expected = int(client.post("/segment", files={"file": ("dapi.png", dapi_png(), "image/png")})
+                   .headers["X-Nuclei-Count"])
+    assert main([str(source), str(tmp_path / "c1"), "--workers", "1", "--quiet", "--channel", "1"]) == 0
+    rows = pq.read_table(tmp_path / "c1" / "images.parquet").to_pylist()
+    assert [r["path"] for r in rows] == sorted(f"{name}.tif" for name in layouts()), "relative paths, by path"
+    assert {(r["count"], r["warning"]) for r in rows} == {(expected, "")}
+    assert main([str(source), str(tmp_path / "c0"), "--workers", "1", "--quiet"]) == 0
+    for row in pq.read_table(tmp_path / "c0" / "images.parquet").to_pylist():
+        assert "2 channels" in row["warning"] and "channel 0 was segmented" in row["warning"]
+        assert row["count"] != expected
+    assert main([str(source), str(tmp_path / "c2"), "--workers", "1", "--quiet", "--channel", "2"]) == 1
+    assert {r["error"] for r in pq.read_table(tmp_path / "c2" / "images.parquet").to_pylist()} == \
+        {"422 channel=2 is out of range: the image has 2 channel(s) (0..1)"}
