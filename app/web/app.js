@@ -1,5 +1,5 @@
-// The web page's logic: queue the chosen images, send each to the API once (format=geojson,labels:
-// outlines and measurements, and the label image, in one zip) with at most
+// The web page's logic: queue the chosen images, send each to the API once (format=geojson,labels,
+// measurements,preview: outlines, tables, the label image and the plane segmented as 8-bit, in one zip) with at most
 // min(queue depth, 4) requests in flight, retry 503 after Retry-After, show one image at a
 // time, and pack every result into one zip (makeZip: zip.js). Plain browser JavaScript.
 "use strict";
@@ -123,15 +123,6 @@ function columnsOf(rows) {
   return [...COLUMNS.filter((c) => seen.has(c)), ...[...seen].filter((c) => !COLUMNS.includes(c))];
 }
 
-/** The table as format=measurements writes it (GeoJSON measurements are numbers only:
- * touches_border is 0/1 there, True/False in the CSV; a missing value is an empty field). */
-function measurementsCsv(geojson) {
-  const rows = geojson.features.map(measurementsOf);
-  const columns = rows.length ? columnsOf(rows) : COLUMNS;
-  const cell = (r, c) => (c === "touches_border" && typeof r[c] === "number" ? (r[c] ? "True" : "False") : r[c]);
-  return csvLine(columns) + rows.map((r) => csvLine(columns.map((c) => cell(r, c)))).join("");
-}
-
 function saveBlob(blob, name) {
   const a = document.createElement("a");
   a.href = URL.createObjectURL(blob);
@@ -177,6 +168,10 @@ async function segment(item, format) {
   const diameter = $("diameter").value.trim();
   if (diameter) params.set("diameter", diameter);
   if ($("quality").checked) params.set("quality", "true");
+  for (const name of ["page", "channel"]) {
+    const value = $(name).value.trim();
+    if (value) params.set(name, value);
+  }
   for (let attempt = 0; ; attempt++) {
     const body = new FormData();
     body.append("file", item.file, item.file.name);
@@ -215,10 +210,13 @@ async function process(item) {
     if (item.file.size > limit) {
       throw new Failure(413, `${formatBytes(item.file.size)}, the limit is ${formatBytes(limit)}`);
     }
-    const answer = await segment(item, "geojson,labels"); // one segmentation, both outputs
+    // one segmentation; the outputs saved as the service wrote them, and the plane it read
+    // as a picture the browser can draw (TIFF, 16-bit)
+    const answer = await segment(item, "geojson,labels,measurements,preview");
     const parts = [...(await readZip(await answer.blob()))];
     const part = (suffix) => (parts.find(([name]) => name.endsWith(suffix)) || [])[1];
-    item.geojson = JSON.parse(new TextDecoder().decode(part(".geojson")));
+    item.geojsonBytes = part(".geojson");
+    item.geojson = JSON.parse(new TextDecoder().decode(item.geojsonBytes));
     item.count = Number(answer.headers.get("X-Nuclei-Count") ?? item.geojson.features.length);
     item.diameter = answer.headers.get("X-Nucleus-Diameter");
     item.quality = answer.headers.get("X-Segmentation-Quality"); // null when not asked for
@@ -227,9 +225,12 @@ async function process(item) {
     showModel(item.model);
     item.labels = new Blob([part(".labels.png")], { type: "image/png" });
     [item.width, item.height] = await pngSize(item.labels);
-    item.csv = measurementsCsv(item.geojson);
+    item.csv = part(".measurements.csv");
+    item.preview = new Blob([part(".preview.png")], { type: "image/png" });
+    item.warning = answer.headers.get("X-Image-Warning") ?? ""; // e.g. several channels, none chosen
     item.seconds = (performance.now() - start) / 1000;
-    setStatus(item, "done", "Done");
+    setStatus(item, "done", item.warning ? "Done: check the channel" : "Done");
+    if (item.warning) item.row.title = item.warning;
     if (state.items.includes(item) && !state.items.includes(state.shown)) show(item);
   } catch (error) {
     item.seconds = (performance.now() - start) / 1000;
@@ -356,18 +357,20 @@ async function downloadZip() {
   const encoder = new TextEncoder();
   const entries = [];
   const stems = outputStems(state.items.map((item) => item.path));
-  let summary = csvLine(["path", "width", "height", "count", "quality", "flag", "status", "error", "model_version",
-    "seconds", "output"]);
-  for (const [k, item] of state.items.entries()) {
-    const base = stems[k];
-    if (item.status === "done") {
+  // the columns and row order of nuclei-client's summary.csv (nuclei/naming.py SUMMARY_COLUMNS)
+  let summary = csvLine(["path", "width", "height", "count", "diameter", "quality", "flag", "warning", "status",
+    "error", "model_version", "seconds", "output"]);
+  const order = [...state.items.keys()].sort((a, b) => (state.items[a].path < state.items[b].path ? -1 : 1));
+  for (const k of order) {
+    const [item, base, done] = [state.items[k], stems[k], state.items[k].status === "done"];
+    if (done) {
       entries.push({ name: `${base}.labels.png`, data: new Uint8Array(await item.labels.arrayBuffer()) });
-      entries.push({ name: `${base}.geojson`, data: encoder.encode(JSON.stringify(item.geojson)) });
-      entries.push({ name: `${base}.measurements.csv`, data: encoder.encode(item.csv) });
+      entries.push({ name: `${base}.geojson`, data: item.geojsonBytes });
+      entries.push({ name: `${base}.measurements.csv`, data: item.csv });
     }
     summary += csvLine([item.path, item.width ?? "", item.height ?? "", item.count ?? "",
-      item.status === "done" ? item.quality ?? "" : "", item.status === "done" ? item.flag : "",
-      item.status === "done" ? "ok" : "error", item.errorText ?? "", (item.model || [])[1] ?? "",
+      done ? item.diameter ?? "" : "", done ? item.quality ?? "" : "", done ? item.flag : "",
+      done ? item.warning : "", done ? "ok" : "error", item.errorText ?? "", (item.model || [])[1] ?? "",
       item.seconds === undefined ? "" : item.seconds.toFixed(3), base]);
   }
   entries.push({ name: "summary.csv", data: encoder.encode(summary) }); // no output stem ends in .csv alone
@@ -390,16 +393,18 @@ async function show(item) {
   setLink("dl-labels", item.labels, `${stem}.labels.png`);
   setLink("dl-geojson", new Blob([JSON.stringify(item.geojson)], { type: "application/geo+json" }), `${stem}.geojson`);
   setLink("dl-csv", new Blob([item.csv], { type: "text/csv" }), `${stem}.measurements.csv`);
+  $("plane-warning").hidden = !item.warning;
+  $("plane-warning").textContent = item.warning ? `Check the channel: ${item.warning} (the Channel box above).` : "";
   let bitmap = null;
   try {
-    bitmap = await createImageBitmap(item.file);
+    bitmap = await createImageBitmap(item.preview); // the plane segmented, 8-bit: TIFF and 16-bit too
   } catch {
     // TIFF and others the browser cannot show: the outlines on black
   }
   if (state.shown !== item) return bitmap?.close();
   state.view?.bitmap?.close();
   $("view-note").hidden = bitmap !== null;
-  $("view-note").textContent = "This browser cannot show this image type: the outlines are drawn on black.";
+  $("view-note").textContent = "The image could not be drawn: the outlines are on black.";
   state.view = { bitmap, width: item.width, height: item.height };
   fitZoom();
   renderTable();
