@@ -33,8 +33,8 @@ SUFFIXES = {
     OutputFormat.measurements: ".measurements.csv",
     OutputFormat.preview: ".preview.png",
 }
-SUMMARY_COLUMNS = ("path", "width", "height", "count", "diameter", "warning", "status", "error", "model_version",
-                   "seconds", "output")
+SUMMARY_COLUMNS = ("path", "width", "height", "count", "diameter", "quality", "flag", "warning", "status", "error",
+                   "model_version", "seconds", "output")
 """One row per image, in this order, rows sorted by `path` (the input's path below IN, '/'-separated):
 summary.csv of nuclei-client and of the page's zip, images.parquet of nuclei-batch. `output`: the
 stem its files were written under; `warning`: e.g. several channels and none chosen (nuclei.planes)."""
