@@ -1,5 +1,5 @@
 """What a Dask worker does with one block of a slide: read its reach, segment it with the
-big-image core (`nuclei.big.block_labels`: the Segmenter's public API, the slide's one
+big-image core (`nuclei.big.block_result`: the Segmenter's public API, the slide's one
 normalisation and one size), and measure and outline the nuclei it owns, in slide
 coordinates. The grid, ownership and stitching are `nuclei.blocks` and `nuclei.stitch`.
 
@@ -18,11 +18,12 @@ import pyarrow as pa
 from batch.slideio import SlideSpec, cached_slide
 from batch.tables import NUCLEI
 from batch.work import segmenter_for
-from nuclei.big import block_labels
+from nuclei.big import block_result
 from nuclei.blocks import Block, Box
 from nuclei.geojson import dumps
 from nuclei.geojson import features as geojson_features
 from nuclei.measure import measure
+from nuclei.quality import Quality
 from nuclei.regions import CENTROID_DIGITS, regions
 from nuclei.stitch import BlockLabels, pack
 
@@ -41,6 +42,7 @@ class Task:
     width: int
     strip: int  # label strips are cut at multiples of this (the output's tile height)
     diameter: float | None = None  # the slide's median nucleus diameter (px); None: the model's own
+    quality: bool = True  # each block's trust signal (nuclei.quality): one more pass per block
 
 
 @dataclass
@@ -49,6 +51,7 @@ class BlockResult(BlockLabels):
     features: list[str] | None = field(default=None)  # serialised; `with_id` fills the id in
     cut: int = 0  # kept nuclei that reach the edge of the block's reach: overlap too small
     seconds: float = 0.0
+    quality: Quality | None = None
 
 
 def sample(slide: SlideSpec, box: Box, step: int) -> np.ndarray:
@@ -65,8 +68,8 @@ def segment_block(block: Block, task: Task) -> BlockResult:
     segmenter = segmenter_for(task.model_path, task.threads)
     reach = block.reach
     image = cached_slide(task.slide).read(reach.y0, reach.y1, reach.x0, reach.x1)
-    kept, count, cut = block_labels(segmenter, image, block, task.height, task.width,
-                                    (task.low, task.high, task.invert), task.diameter)
+    kept, count, cut, trust = block_result(segmenter, image, block, task.height, task.width,
+                                           (task.low, task.high, task.invert), task.diameter, task.quality)
     found = regions(kept)
     rows = measure(kept, image, found)
     del image
@@ -84,7 +87,7 @@ def segment_block(block: Block, task: Task) -> BlockResult:
         row["path"] = task.slide.path
     table = pa.Table.from_pylist(rows, schema=NUCLEI)
     return BlockResult(block, count, *pack(block, kept, count, task.strip), table=table, features=features,
-                       cut=cut, seconds=round(time.perf_counter() - start, 3))
+                       cut=cut, seconds=round(time.perf_counter() - start, 3), quality=trust)
 
 
 _ID_ZERO = '"measurements":{"id":0'

@@ -5,7 +5,8 @@ Exit status 0 when every image succeeded, 1 when any failed, 2 for bad arguments
 
 `nuclei-batch SLIDE OUT`: one whole-slide or mosaic image (a TIFF larger than --max-pixels
 or given with --slide, or a zarr array) is segmented block by block on the same cluster and
-stitched: OUT/<stem>.labels.ome.tif, OUT/nuclei.parquet, OUT/<stem>.geojson (batch.slide)."""
+stitched: OUT/<stem>.labels.ome.tif, OUT/nuclei.parquet, OUT/<stem>.geojson, OUT/blocks.parquet
+(batch.slide)."""
 
 from __future__ import annotations
 
@@ -44,6 +45,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "a Z/T plane by the file's axes (OME, ImageJ), else its page")
     p.add_argument("--channel", type=int, help="channel of every image (the nuclear stain, 0-based), stored as "
                    "samples or as pages; default: channel 0 of several, with a warning column in images.parquet")
+    p.add_argument("--no-quality", dest="quality", action="store_false",
+                   help="skip the trust signal (images.parquet's quality and flag; a slide's blocks.parquet): "
+                        "one model pass less per image or block")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     slide = p.add_argument_group("one large image (whole slide, mosaic), segmented block by block")
     slide.add_argument("--slide", action="store_true",

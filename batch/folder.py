@@ -144,7 +144,7 @@ def run_folder(args: argparse.Namespace, connect: Callable[[argparse.Namespace],
         return 2
     base = args.out.rstrip("/")
     job = Job(model_path=str(Path(args.model).resolve()), out=base, source_root=root,
-              max_pixels=args.max_pixels, threads=args.threads, diameter=args.diameter,
+              max_pixels=args.max_pixels, threads=args.threads, diameter=args.diameter, quality=args.quality,
               page=args.page, channel=args.channel)
     names = output_names(paths, root)
     items = [(fs.unstrip_protocol(p), relative(p, root), names[p]) for p in paths]

@@ -9,7 +9,9 @@ zarr), segmented block by block on the Dask cluster, never whole in memory.
 OUT/<stem>.labels.ome.tif   uint32 labels, tiled 512×512, deflate, written tile by tile
 OUT/nuclei.parquet          one row per nucleus, slide coordinates
 OUT/<stem>.geojson          QuPath detections, streamed feature by feature
-OUT/images.parquet          the slide's row (size, count, time), as for a folder of images
+OUT/images.parquet          the slide's row (size, count, time, quality), as for a folder of images
+OUT/blocks.parquet          one row per block: its core's box, nuclei owned, quality and flag
+                            (`nuclei.quality`), a map of the slide's doubtful regions
 
 Each file is written as `<name>.partial` and renamed when the whole slide is done; the
 file OUT/INCOMPLETE exists from the start until then and says what went wrong. A corrupt
@@ -37,12 +39,13 @@ from tqdm import tqdm
 from batch.blocks import BlockResult, Task, sample, segment_block, with_id
 from batch.outputs import Outputs
 from batch.slideio import SlideError, SlideSpec, is_tiff, is_zarr, open_slide, quiet_tifffile, stem
-from batch.tables import IMAGES, NUCLEI, TableWriter
+from batch.tables import BLOCKS, IMAGES, NUCLEI, TableWriter
 from nuclei.big import TILE, check_blocks
 from nuclei.blocks import grid
 from nuclei.card import load as load_card
 from nuclei.geojson import FeatureWriter
 from nuclei.normalize import statistics
+from nuclei.quality import Quality
 from nuclei.scale import DiameterError, check
 from nuclei.stitch import Stitcher
 
@@ -86,9 +89,9 @@ def _normalisation(args: argparse.Namespace, client, spec: SlideSpec, height: in
 
 
 def _segment(args: argparse.Namespace, client, task: Task, outputs: Outputs, model_version: str,
-             quiet: bool) -> tuple[int, int, int, float | None]:
+             quiet: bool) -> tuple[int, int, int, float | None, list[dict]]:
     """Every block → the partial files. Returns (nuclei, blocks, nuclei cut at a block edge,
-    their median equivalent diameter)."""
+    their median equivalent diameter, the blocks' rows for blocks.parquet)."""
     blocks = grid(task.height, task.width, args.block, args.overlap)
     columns = math.ceil(task.width / args.block)
     workers = max(1, len(client.scheduler_info()["workers"]))
@@ -99,11 +102,15 @@ def _segment(args: argparse.Namespace, client, task: Task, outputs: Outputs, mod
     with nuclei, open(outputs.partial["geojson"], "w", encoding="utf-8", buffering=1 << 20) as geo_file:
         geojson = FeatureWriter(geo_file)
 
-        cut, diameters = 0, []
+        cut, diameters, block_rows = 0, [], []
 
         def emit(result: BlockResult, offset: int) -> None:
             nonlocal cut
             cut += result.cut
+            core = result.block.core
+            block_rows.append({"index": result.block.index, "x0": core.x0, "y0": core.y0, "x1": core.x1,
+                               "y1": core.y1, "count": result.count,
+                               **(result.quality.fields() if result.quality else {})})
             if result.count:
                 table = result.table
                 ids = pc.add(table.column("id"), pa.scalar(offset, pa.int32()))
@@ -145,7 +152,16 @@ def _segment(args: argparse.Namespace, client, task: Task, outputs: Outputs, mod
             bar.close()
         geojson.close()
     median = float(np.median(np.concatenate(diameters))) if diameters else None
-    return stitcher.total, len(blocks), cut, median
+    return stitcher.total, len(blocks), cut, median, block_rows
+
+
+def slide_quality(block_rows: list[dict]) -> dict[str, float | str]:
+    """The slide's `quality` and `flag`: its blocks' trust signals, weighted by their area."""
+    rated = [r for r in block_rows if r.get("quality") is not None]
+    if not rated:
+        return {}
+    areas = [(r["x1"] - r["x0"]) * (r["y1"] - r["y0"]) for r in rated]
+    return Quality.of(np.average([r["quality"] for r in rated], weights=areas)).fields()
 
 
 def run_slide(args: argparse.Namespace, connect) -> int:
@@ -180,13 +196,15 @@ def run_slide(args: argparse.Namespace, connect) -> int:
     model_version = card.version
     name = stem(source)
     outputs = Outputs(args.out, {"labels": f"{name}.labels.ome.tif", "nuclei": "nuclei.parquet",
-                                 "geojson": f"{name}.geojson", "images": "images.parquet"})
+                                 "geojson": f"{name}.geojson", "images": "images.parquet",
+                                 "blocks": "blocks.parquet"})
     outputs.started(source)
     try:
         with connect(args) as client:
             low, high, invert = _normalisation(args, client, spec, height, width, args.quiet)
-            task = Task(spec, model_path, args.threads, low, high, invert, height, width, TILE, args.diameter)
-            count, blocks, cut, found = _segment(args, client, task, outputs, model_version, args.quiet)
+            task = Task(spec, model_path, args.threads, low, high, invert, height, width, TILE, args.diameter,
+                        args.quality)
+            count, blocks, cut, found, block_rows = _segment(args, client, task, outputs, model_version, args.quiet)
     except (Exception, KeyboardInterrupt) as exc:
         message = str(exc).replace("\n", " ") or type(exc).__name__
         if not isinstance(exc, SlideError | KeyboardInterrupt):
@@ -199,8 +217,12 @@ def run_slide(args: argparse.Namespace, connect) -> int:
     diameter = args.diameter or found  # the one given, or the median of the nuclei found
     images.write([{"path": spec.path, "width": width, "height": height, "count": count, "status": "ok",
                    "diameter": None if diameter is None else round(diameter, 1),
-                   "error": "", "model_version": model_version, "seconds": round(seconds, 3), "output": name}])
+                   "error": "", "model_version": model_version, "seconds": round(seconds, 3), "output": name,
+                   **slide_quality(block_rows)}])
     images.close()
+    table = TableWriter(outputs.partial["blocks"], BLOCKS)
+    table.write(sorted(block_rows, key=lambda r: r["index"]))
+    table.close()
     outputs.done()
     if cut:
         print(f"nuclei-batch: warning: {cut} nuclei reached the edge of their block's overlap and may be cut; "

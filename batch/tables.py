@@ -11,11 +11,18 @@ import pyarrow.parquet as pq
 
 IMAGES = pa.schema([
     ("path", pa.string()), ("width", pa.int32()), ("height", pa.int32()), ("count", pa.int32()),
-    ("diameter", pa.float64()), ("warning", pa.string()), ("status", pa.string()), ("error", pa.string()),
-    ("model_version", pa.string()),
+    ("diameter", pa.float64()), ("quality", pa.float64()), ("flag", pa.string()), ("warning", pa.string()),
+    ("status", pa.string()), ("error", pa.string()), ("model_version", pa.string()),
     ("seconds", pa.float64()), ("output", pa.string()),
 ])
-"""`output`: the stem the image's files were written under (`nuclei.naming`)."""
+"""`output`: the stem the image's files were written under (`nuclei.naming`); `quality`, `flag`:
+the trust signal (`nuclei.quality`; a slide's: its blocks' mean, weighted by area)."""
+BLOCKS = pa.schema([
+    ("index", pa.int32()), ("x0", pa.int32()), ("y0", pa.int32()), ("x1", pa.int32()), ("y1", pa.int32()),
+    ("count", pa.int32()), ("quality", pa.float64()), ("flag", pa.string()),
+])
+"""A slide's blocks (their cores, slide pixels): the nuclei each owns and its trust signal,
+a map of the slide's doubtful regions."""
 NUCLEI = pa.schema([
     ("path", pa.string()), ("id", pa.int32()), ("area", pa.int64()), ("perimeter", pa.float64()),
     ("centroid_x", pa.float64()), ("centroid_y", pa.float64()), ("bbox_x", pa.int32()),

@@ -20,6 +20,7 @@ from nuclei.errors import INPUT_ERRORS, describe
 from nuclei.imageio import decode_plane
 from nuclei.measure import measure
 from nuclei.naming import output_name
+from nuclei.quality import assess
 from nuclei.segmenter import Segmenter
 
 
@@ -35,6 +36,7 @@ class Job:
     page: int = 0  # the plane of a TIFF, as POST /segment's page= (nuclei.planes)
     channel: int | None = None  # one channel, as POST /segment's channel=
     diameter: float | None = None  # median nucleus diameter, px, of every image; None: estimated per image
+    quality: bool = True  # the trust signal per image (nuclei.quality): one more pass
 
 
 @lru_cache(maxsize=2)
@@ -66,6 +68,8 @@ def segment_file(url: str, path: str, stem: str, job: Job) -> tuple[dict[str, An
         nuclei = [{"path": path, **m} for m in measure(labels, image)]
         row.update(height=int(labels.shape[0]), width=int(labels.shape[1]), count=len(nuclei),
                    diameter=round(sized.diameter, 1))
+        if job.quality:
+            row.update(assess(segmenter, image, sized).fields())
     except (*INPUT_ERRORS, OSError) as exc:  # worded as the service and the client word it
         row.update(status="error", error=describe(exc))
     row["seconds"] = round(time.perf_counter() - start, 4)

@@ -25,6 +25,7 @@ import httpx
 from nuclei.bundle import unbundle
 from nuclei.encode import OutputFormat
 from nuclei.planes import HEADER as PLANE_WARNING
+from nuclei.quality import FLAG_HEADER, HEADER
 
 RETRY_STATUSES = {502, 503, 504}
 
@@ -52,6 +53,8 @@ class Segmented:
     count: int
     model_version: str
     headers: dict[str, str]
+    quality: float | None = None  # asked for with quality=True (nuclei.quality)
+    flag: str = ""  # "ok" or "check" with it
     warning: str = ""  # X-Image-Warning: e.g. several channels and none chosen (nuclei.planes)
     diameter: float | None = None  # X-Nucleus-Diameter: the median nucleus size segmented at
 
@@ -93,8 +96,10 @@ class Client:
         query = {"format": format, **{k: v for k, v in params.items() if v is not None}}
         response = self._post(data, name, query)
         h = response.headers
+        quality = h.get(HEADER)
         return Segmented(response.content, h.get("content-type", ""), int(h.get("x-nuclei-count", 0)),
-                         h.get("x-model-version", ""), dict(h), warning=h.get(PLANE_WARNING, ""),
+                         h.get("x-model-version", ""), dict(h), None if quality is None else float(quality),
+                         h.get(FLAG_HEADER, ""), warning=h.get(PLANE_WARNING, ""),
                          diameter=float(h["x-nucleus-diameter"]) if "x-nucleus-diameter" in h else None)
 
     def outputs(self, image: str | Path | bytes, formats: Sequence[str], filename: str | None = None,

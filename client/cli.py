@@ -3,7 +3,8 @@
 Outputs mirror IN's tree (`<stem>.labels.png`, `<stem>.measurements.csv` by default), named
 by the one rule of `nuclei.naming` (`a.png` beside `a.tif`: `a.png.labels.png`, `a.tif.labels.png`;
 hidden and system files skipped), all from one request per image, and land atomically.
-OUT/summary.csv has one row per image, with the output stem it wrote: a re-run skips an image
+OUT/summary.csv has one row per image, with the output stem it wrote and how far to trust the
+result (`quality`, and `flag` `check` for images to look at: `nuclei.quality`): a re-run skips an image
 whose row says ok under the same stem and whose outputs exist (resume), and redoes any other.
 Exit status 0 when every image succeeded, 1 when any failed, 2 when the server cannot be
 reached (checked before the run; during it, for longer than --patience: the images done are kept).
@@ -56,7 +57,7 @@ def write_atomically(path: Path, content: bytes) -> None:
 
 
 def process(client: Client, image: Path, rel: str, stem: str, targets: dict[str, Path],
-            params: dict[str, Any] | None = None) -> dict[str, Any]:
+            quality: bool = True, params: dict[str, Any] | None = None) -> dict[str, Any]:
     """One image: every requested format from one request, or an error row with the server's detail.
     `params`: the query parameters (diameter, threshold, pixel_size, page, channel); None: not sent."""
     params = params or {}
@@ -70,11 +71,11 @@ def process(client: Client, image: Path, rel: str, stem: str, targets: dict[str,
     except (ImageError, PlaneError):
         pass  # the server says what is wrong with it
     try:
-        bodies, result = client.outputs(data, list(targets), filename=image.name, **params)
+        bodies, result = client.outputs(data, list(targets), filename=image.name, quality=quality or None, **params)
         for fmt, path in targets.items():
             write_atomically(path, bodies[fmt])
-        row.update(count=result.count, model_version=result.model_version, diameter=result.diameter,
-                   warning=result.warning)
+        row.update(count=result.count, model_version=result.model_version, quality=result.quality, flag=result.flag,
+                   diameter=result.diameter, warning=result.warning)
     except ClientError as exc:
         if isinstance(exc, Unreachable):
             raise
@@ -109,6 +110,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "all from one request per image")
     p.add_argument("--patience", type=float, default=600.0,
                    help="seconds to keep retrying an unreachable or busy server (default 600)")
+    p.add_argument("--no-quality", dest="quality", action="store_false",
+                   help="skip the trust signal (summary.csv's quality and flag): one model pass less per image")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     plane = p.add_argument_group("what to segment, as the service's query parameters (POST /segment)")
     plane.add_argument("--diameter", type=float, help="median nucleus diameter in pixels (give it for 40×/63× "
@@ -193,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:
                     collect(future)
-            pending.add(pool.submit(process, client, image, rel, stem, targets, args.params))
+            pending.add(pool.submit(process, client, image, rel, stem, targets, args.quality, args.params))
         for future in pending:
             if not future.cancelled():
                 collect(future)

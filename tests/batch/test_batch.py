@@ -163,6 +163,7 @@ def test_a_job_killed_mid_folder_leaves_partial_files_and_a_rerun_completes_it(t
     assert {p: m for p, m in labels_written(out).items() if p in kept} == kept, "what was done is not redone"
     assert sorted(p.name for p in out.iterdir()) == ["images.parquet", "labels", "nuclei.parquet"]
 
+
 def test_channel_on_a_folder_segments_that_channel_and_without_it_every_row_warns(tmp_path: Path, client) -> None:
     source = tmp_path / "in"
     source.mkdir()
@@ -181,3 +182,27 @@ def test_channel_on_a_folder_segments_that_channel_and_without_it_every_row_warn
     assert main([str(source), str(tmp_path / "c2"), "--workers", "1", "--quiet", "--channel", "2"]) == 1
     assert {r["error"] for r in pq.read_table(tmp_path / "c2" / "images.parquet").to_pylist()} == \
         {"422 channel=2 is out of range: the image has 2 channel(s) (0..1)"}
+
+
+def test_each_image_has_the_services_quality_and_flag(batch_run, client) -> None:
+    _, out, paths = batch_run
+    rows = {Path(r["path"].removeprefix("file://")).name: r for r in pq.read_table(out / "images.parquet").to_pylist()}
+    assert rows["corrupt.png"]["quality"] is None and rows["corrupt.png"]["flag"] is None
+    for path in paths:
+        served = client.post("/segment", params={"quality": "true"},
+                             files={"file": (path.name, path.read_bytes(), "image/png")})
+        row = rows[path.name]
+        assert row["quality"] == pytest.approx(float(served.headers["X-Segmentation-Quality"]), abs=1e-3), path.name
+        assert row["flag"] == served.headers["X-Segmentation-Flag"]
+    assert {rows[p.name]["flag"] for p in paths} == {"ok", "check"}  # the H&E sample's variants are flagged
+
+
+def test_no_quality_leaves_the_columns_empty(tmp_path: Path) -> None:
+    source, out = tmp_path / "in", tmp_path / "out"
+    path = source / "a.png"
+    path.parent.mkdir()
+    path.write_bytes(read_sample(SAMPLE_NAMES[0])[0])
+    assert main([str(source), str(out), "--workers", "1", "--quiet", "--no-quality"]) == 0
+    (row,) = pq.read_table(out / "images.parquet").to_pylist()
+    assert row["status"] == "ok" and row["count"] > 0
+    assert (row["quality"], row["flag"]) == (None, None)

@@ -26,10 +26,11 @@ from batch.cli import main, parse_args
 from batch.slide import TILE, wants_slide_mode
 from batch.slideio import SlideSpec, open_slide
 from batch.synthetic import dark_grey
-from nuclei.big import MIRROR, anchored, segment_big
+from nuclei.big import MIRROR, anchored, block_result, segment_big
 from nuclei.blocks import grid, owned
 from nuclei.normalize import normalize, normalize_with, statistics
 from nuclei.postprocess import relabel
+from nuclei.quality import THRESHOLD
 from nuclei.stitch import BlockLabels, Stitcher, pack
 from tests.conftest import ROOT, SAMPLE_NAMES, read_sample
 
@@ -367,3 +368,23 @@ def test_a_slide_diameter_twice_the_training_one_gives_the_nuclei_of_the_slide_a
     assert row["diameter"] == round(2 * trained, 1) and row["count"] == big.max()
     (row,) = pq.read_table(tmp_path / "out1" / "images.parquet").to_pylist()
     assert 0.5 * trained < row["diameter"] < 2 * trained  # without --diameter: the nuclei's median
+
+
+def test_every_block_has_its_quality_for_a_map_of_the_slides_doubtful_regions(mosaic, segmenter) -> None:
+    blocks = pq.read_table(mosaic["out"] / "blocks.parquet").to_pylist()
+    canvas = mosaic["canvas"]
+    height, width = canvas.shape
+    grid_ = grid(height, width, BLOCK, OVERLAP)
+    assert [(r["index"], r["y0"], r["y1"], r["x0"], r["x1"]) for r in blocks] == [
+        (b.index, b.core.y0, b.core.y1, b.core.x0, b.core.x1) for b in grid_]
+    assert sum(r["count"] for r in blocks) == mosaic["labels"].max()
+    for row, b in zip(blocks, grid_, strict=True):  # the value the big-image core gives that block
+        r = b.reach
+        *_, alone = block_result(segmenter, canvas[r.y0 : r.y1, r.x0 : r.x1], b, height, width,
+                                 statistics(canvas), quality=True)
+        assert (row["quality"], row["flag"]) == (alone.score, alone.flag), b.index
+    assert len({r["quality"] for r in blocks}) > 1  # blocks differ: a map, not one number
+    (slide,) = pq.read_table(mosaic["out"] / "images.parquet").to_pylist()
+    areas = [(r["x1"] - r["x0"]) * (r["y1"] - r["y0"]) for r in blocks]
+    assert slide["quality"] == round(float(np.average([r["quality"] for r in blocks], weights=areas)), 3)
+    assert slide["flag"] == ("check" if slide["quality"] < THRESHOLD else "ok")

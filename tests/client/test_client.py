@@ -359,3 +359,17 @@ def test_channel_and_the_multichannel_warning_reach_the_summary(server: int, tmp
     assert run_client(tmp_path / "in", tmp_path / "c2", server, "--channel", "2").wait(120) == 1
     assert {r["error"] for r in summary(tmp_path / "c2").values()} == \
         {"422 channel=2 is out of range: the image has 2 channel(s) (0..1)"}
+
+
+def test_the_summary_says_which_images_to_check_and_no_quality_skips_the_pass(server: int, tmp_path: Path) -> None:
+    paths = image_folder(tmp_path / "in", copies=1)
+    assert run_client(tmp_path / "in", tmp_path / "out", server).wait(120) == 1  # the broken file
+    rows = summary(tmp_path / "out")
+    assert (rows["plate 0/broken.png"]["quality"], rows["plate 0/broken.png"]["flag"]) == ("", "")
+    for path in paths:
+        served = Client(f"http://127.0.0.1:{server}").segment(path, quality=True)
+        row = rows[path.relative_to(tmp_path / "in").as_posix()]
+        assert (float(row["quality"]), row["flag"]) == (served.quality, served.flag)
+    assert {rows[p.relative_to(tmp_path / "in").as_posix()]["flag"] for p in paths} == {"ok", "check"}
+    assert run_client(tmp_path / "in", tmp_path / "plain", server, "--no-quality").wait(120) == 1
+    assert {(r["quality"], r["flag"]) for r in summary(tmp_path / "plain").values()} == {("", "")}
