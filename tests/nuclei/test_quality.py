@@ -97,3 +97,19 @@ def test_the_stained_tissue_sample_is_flagged_and_the_clean_fluorescence_one_is_
         image = read_sample(name)[1]
         flags[name] = assess(segmenter, image, segmenter.segment_sized(image)).flag
     assert flags == {"he_stained_256x320": CHECK, "fluorescence_520x696": OK}
+
+
+def test_without_quality_the_model_runs_as_often_as_before_and_with_it_twice(segmenter, monkeypatch):
+    data, _, _ = read_sample("fluorescence_520x696")
+    calls: list[tuple[int, ...]] = []
+    run_batch = segmenter.run_batch
+    monkeypatch.setattr(segmenter, "run_batch", lambda batch: calls.append(batch.shape) or run_batch(batch))
+    kwargs = {"output_format": OutputFormat.png, "filename": "a.png", "max_pixels": 1 << 24}
+    segment_bytes(segmenter, data, **kwargs)
+    plain = list(calls)
+    segmenter.segment(read_sample("fluorescence_520x696")[1])
+    assert calls[len(plain):] == plain  # quality off: the model's runs of a plain segmentation, no more
+    calls.clear()
+    segment_bytes(segmenter, data, quality=True, **kwargs)
+    assert len(calls) == 2 * len(plain)  # on: one more pass, of the flipped image
+    assert [s[1:3] for s in calls[len(plain):]] == [s[1:3][::-1] for s in plain]
