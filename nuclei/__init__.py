@@ -15,6 +15,7 @@
     naming       the one rule for output names; hidden and system files skipped
     errors       input errors → HTTP status, and the one wording of an error column
     pipeline     bytes → encoded nuclei in one call
+    quality      how far to trust a result: the model's agreement with itself, flipped
     blocks       a large image cut into blocks; which block owns which nucleus (its centre)
     stitch       the blocks' owned nuclei into label tiles with image-wide ids
     big          a large image block by block through the Segmenter, without Dask
