@@ -30,6 +30,7 @@ from app.schemas import (
 )
 from nuclei.bundle import MEDIA_TYPE as ZIP
 from nuclei.bundle import parse_formats
+from nuclei.cpu import int8_report
 from nuclei.encode import MEDIA_TYPES, OutputFormat, image_id
 from nuclei.errors import STATUSES
 from nuclei.pipeline import segment_bytes
@@ -163,7 +164,10 @@ async def ready(request: Request) -> Health | JSONResponse:
 @router.get("/model", dependencies=[Authorized], summary="The model card of the loaded model",
             responses={401: SEGMENT_RESPONSES[401], 503: {"model": ErrorBody, "description": NOT_LOADED}})
 async def model(segmenter: SegmenterDep) -> dict[str, Any]:
-    return segmenter.card.to_json()
+    """The card, and what this CPU makes of an INT8 model (`nuclei.cpu`)."""
+    derived = segmenter.card.derived  # None: a float32 model
+    reduce_range = derived.get("settings", {}).get("reduce_range", False) if derived else None
+    return segmenter.card.to_json() | {"runtime": int8_report(reduce_range)}
 
 
 @router.get("/limits", response_model=Limits, summary="The server's limits: queue depth, upload and image size")

@@ -46,6 +46,13 @@ def mirrored(name: str, height: int, width: int) -> Image:
     return _png(f"{name} mirrored to {height}x{width}", np.pad(pixels, pad, mode="symmetric"))
 
 
+def enlarged(name: str, factor: int) -> Image:
+    """A sample enlarged `factor`× (cubic), as a 40×/63× objective shows the same nuclei."""
+    pixels = cv2.imread(str(SAMPLES / f"{name}.png"), cv2.IMREAD_UNCHANGED)
+    big = cv2.resize(pixels, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
+    return _png(f"{name} ×{factor}", big)
+
+
 def bench_images() -> list[Image]:
     """256×256, 520×696 and 1024×1024: the sizes DSB2018 and the service see most."""
     return [sample("fluorescence_256x256"), sample("fluorescence_520x696"),

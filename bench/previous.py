@@ -1,6 +1,8 @@
 """The served model against the one it replaced, in one run: `Segmenter.segment()` (post-
-processing and any rescaling included) of both on the same images, calls interleaved so
-that load on shared cores falls on both alike."""
+processing, size estimate and any rescaling included) of both on the same images, and of
+the served model in one pass at its training diameter (no estimate, no resizing: what
+segment() cost before the size estimate), calls interleaved so that load on shared cores
+falls on all alike."""
 
 from __future__ import annotations
 
@@ -32,19 +34,23 @@ def checkout_previous(folder: Path) -> Path:
 
 
 def compare(served, previous, images, reps: int, budget_s: float) -> dict[str, Any]:
-    """Per image size: p50 ms of each model's `segment()`, and the median of the per-pair
-    ratios served ÷ previous (each pair ran back to back)."""
+    """Per image size: p50 ms of each model's `segment()` and of the served one's single pass,
+    and the medians of the per-call ratios served ÷ previous and served ÷ one pass."""
     result: dict[str, Any] = {"previous": previous.card.version, "served": served.card.version, "sizes": {}}
     for image in images:
         pixels = decode_image(image.data)
-        seconds: dict[str, list[float]] = {"served": [], "previous": []}
+        calls = {"served": partial(served.segment, pixels), "previous": partial(previous.segment, pixels),
+                 "one pass": partial(served.segment, pixels, diameter=served.card.nucleus_scale.diameter)}
+        seconds: dict[str, list[float]] = {name: [] for name in calls}
         start = time.perf_counter()
-        for n in range(reps + 1):  # the first pair warms up
+        for n in range(reps + 1):  # the first round warms up
             if n > 2 and time.perf_counter() - start > budget_s:
                 break
-            for name, model in (("served", served), ("previous", previous)):
-                seconds[name].append(timed_once(partial(model.segment, pixels)))
+            for name, call in calls.items():
+                seconds[name].append(timed_once(call))
         seconds = {name: s[1:] for name, s in seconds.items()}
-        ratio = float(np.median(np.divide(seconds["served"], seconds["previous"])))
-        result["sizes"][image.key] = {**{k: summary(s) for k, s in seconds.items()}, "ratio": round(ratio, 3)}
+        ratios = {f"ratio_{k}": round(float(np.median(np.divide(seconds["served"], seconds[k]))), 3)
+                  for k in ("previous", "one pass")}
+        result["sizes"][image.name if "×" in image.name else image.key] = {
+            **{k: summary(s) for k, s in seconds.items()}, **ratios}
     return result

@@ -15,10 +15,12 @@ model fragments them:
    Gaussian answers most strongly), which grows with the image whatever the model makes of it;
 2. the model's own answer: the median equivalent diameter of the nuclei it finds. When the
    coarse estimate says more than `LARGE` × the training diameter, the first pass runs at the
-   size that estimate suggests, and is kept only if the model confirms nuclei that large
-   (clumps of ordinary nuclei also read as large blobs: then the model, shown them shrunk,
-   finds ordinary nuclei and the image is segmented at full size after all). Otherwise the
-   first pass runs at full size; out of the trained range the image is resized once.
+   size that estimate suggests, and is kept only if the model confirms nuclei beyond its
+   trained range and within a factor `LARGE` of the coarse estimate (clumps of ordinary
+   nuclei also read as large blobs, and the model handles nuclei up to its range's top as
+   they are: a validation image of 55 px nuclei scored 0.916 at full size, 0.770 shrunk).
+   Otherwise the first pass runs at full size; out of the trained range the image is resized
+   once.
 An ordinary image thus costs the coarse estimate (a few ms) and one pass.
 """
 
@@ -34,7 +36,7 @@ from nuclei.card import Scale
 
 MIN_FACTOR, MAX_FACTOR = 1 / 8, 4.0
 """How far an image may be resized: beyond, nuclei are not resolved or the image explodes."""
-TOLERANCE = 0.15  # a given diameter this close (relative) to the training one: no resizing
+TOLERANCE = 0.15  # a factor this close to 1, or to the factor of a pass already run: no new pass
 LARGE = 2.0  # coarse estimates above this many training diameters are checked at the size they suggest
 
 SegmentAt = Callable[[float], np.ndarray]
@@ -60,8 +62,9 @@ def allowed(scale: Scale) -> tuple[float, float]:
 
 def check(diameter: float, scale: Scale, shape: tuple[int, ...], max_pixels: int | None) -> float:
     """The factor that brings an explicit `diameter` to the training diameter (unlike an
-    estimate, a diameter the user gives is trusted even inside the trained range), or
-    DiameterError naming the allowed range."""
+    estimate, a diameter the user gives is trusted even inside the trained range: magnified
+    images, blurred and large, score better resized, 0.445 against 0.290 for a sample at ×2),
+    or DiameterError naming the allowed range."""
     low, high = allowed(scale)
     if not low <= diameter <= high:
         raise DiameterError(f"diameter {diameter:g} px is outside the range this model can rescale "
@@ -148,7 +151,7 @@ def segment_auto(segment_at: SegmentAt, shape: tuple[int, ...], coarse: float, s
         first = float(np.clip(scale.diameter / coarse, MIN_FACTOR, 1.0))
         labels = segment_at(first)
         diameter = median_diameter(labels)
-        if diameter is not None and diameter > LARGE * scale.diameter:
+        if diameter is not None and diameter > scale.high and 1 / LARGE <= diameter / coarse <= LARGE:
             factor = float(np.clip(scale.diameter / diameter, MIN_FACTOR, 1.0))
             if abs(factor / first - 1) <= TOLERANCE:
                 return Sized(labels, diameter, first)
