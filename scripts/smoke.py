@@ -8,7 +8,11 @@ from the repository root. Each command prints one answer and exits 0 when it hol
     refused PORT SECONDS        exit 0 (printing the time) once a connection is refused
     segment URL PNG [PAD]       POST the PNG (padded by PAD bytes): a 200 mask of its size?
     synthetic PNG SIDE          write a SIDE×SIDE grey PNG of bright discs: a large real upload
-    inflight PORT PNG N SENT    N uploads at once; touch SENT once all are sent; a JSON line each
+    inflight PORT PNG N SENT [RELEASE]
+                                N uploads at once; touch SENT once all are sent; a JSON line each.
+                                With RELEASE: each body's last bytes are held back until that
+                                file exists, so the uploads stay in flight as long as the caller
+                                wants, on any machine
     in-flight PORT N SECONDS    exit 0 once the server's /metrics counts N requests in flight
     times FILE                  first and last answer time of an `inflight` output
     image INSPECT cmd|user|healthcheck   from `podman image inspect` output
@@ -125,23 +129,41 @@ def segment(url: str, path: str, pad: int = 0) -> int:
     return 1 if why else 0
 
 
-def inflight(port: int, path: str, n: int, sentfile: str) -> int:
+HELD_BYTES = 64  # of each body, sent once the release file exists
+
+
+def wait_for(path: str, seconds: float = 300.0) -> None:
+    deadline = time.time() + seconds
+    while not os.path.exists(path) and time.time() < deadline:
+        time.sleep(0.01)
+
+
+def inflight(port: int, path: str, n: int, sentfile: str, release: str | None = None) -> int:
     """`n` concurrent uploads of `path`; touches `sentfile` once every body is sent (the
-    server has them all), then prints one JSON line per answer, with its time."""
+    server has them all) or, with `release`, all but their last bytes, which follow once
+    the file `release` exists; then prints one JSON line per answer, with its time."""
     size, body, ctype = multipart(path)
     results: list[dict | None] = [None] * n
     sent = threading.Barrier(n + 1)
+    held = HELD_BYTES if release else 0
 
     def one(i: int) -> None:
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
-            conn.request("POST", "/segment", body=body, headers={"Content-Type": ctype})
+            conn.putrequest("POST", "/segment")
+            conn.putheader("Content-Type", ctype)
+            conn.putheader("Content-Length", str(len(body)))
+            conn.endheaders()
+            conn.send(body[: len(body) - held])
         except OSError as e:
             sent.wait()
             results[i] = {"i": i, "error": f"send: {e}", "t": time.time()}
             return
         sent.wait()
         try:
+            if release:
+                wait_for(release)
+                conn.send(body[len(body) - held :])
             r = conn.getresponse()
             out = r.read()
             why = check(r.status, r.headers.get("Content-Type"), r.headers.get("X-Nuclei-Count"), out, size)
@@ -232,7 +254,7 @@ def main(argv: list[str]) -> int:
             f.write(data)
         print(f"{args[0]}: {args[1]}x{args[1]}, {len(data)} bytes")
     elif command == "inflight":
-        return inflight(int(args[0]), args[1], int(args[2]), args[3])
+        return inflight(int(args[0]), args[1], int(args[2]), args[3], args[4] if len(args) > 4 else None)
     elif command == "in-flight":
         return in_flight(int(args[0]), int(args[1]), float(args[2]))
     elif command == "times":

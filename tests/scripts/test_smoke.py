@@ -81,3 +81,21 @@ def test_image_reads_podmans_inspect_output(tmp_path: Path) -> None:
     assert smoke.image(str(inspect), "user") == "10001:10001"
     assert smoke.image(str(inspect), "healthcheck") == "CMD\0python\0-c\0ok\0"
     assert run("image", str(inspect), "cmd").stdout == "python\0-m\0app\0"
+
+
+def test_held_uploads_stay_in_flight_until_released(server: int, tmp_path: Path) -> None:
+    """container-smoke's drain check: uploads the server counts in flight, whatever its speed,
+    until the release file appears; then each is answered 200."""
+    sent, release = tmp_path / "sent", tmp_path / "release"
+    held = subprocess.Popen([sys.executable, "-m", "scripts.smoke", "inflight", str(server), str(SAMPLE), "2",
+                             str(sent), str(release)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    smoke.wait_for(str(sent), 60)
+    assert sent.exists()
+    assert run("in-flight", str(server), "2", "30").returncode == 0, "both uploads are in the server"
+    assert run("in-flight", str(server), "2", "0.5").returncode == 0, "and still there: nothing finishes them"
+    assert held.poll() is None
+    release.touch()
+    out, _ = held.communicate(timeout=120)
+    answers = [json.loads(line) for line in out.splitlines()]
+    assert held.returncode == 0 and [a["status"] for a in answers] == [200, 200]
+    assert run("in-flight", str(server), "1", "0.5").returncode == 1
