@@ -1,11 +1,7 @@
 """`make bench` (`python -m bench`): every measure of the service in one run, within 10 minutes
-on 2 cores. Prints the tables, writes bench/results/latest.json and latest.md.
-
-    python -m bench            the full run (its numbers go to docs/performance.md)
-    python -m bench --quick    a few minutes, tiny counts, printed only (unless --out DIR)
-
-Each phase is bounded by repetitions and by seconds, so a loaded machine gives fewer samples
-rather than a run past its budget. The service's defaults are measured, whatever the shell's
+on 2 cores. Prints the tables, writes bench/results/latest.json and latest.md (`--quick`: tiny
+counts, printed only). Each phase is bounded by repetitions and by seconds, so a loaded machine
+gives fewer samples, not a longer run. The service's defaults are measured, whatever the shell's
 MODEL_PATH, TILE_SIZE…: in-process with `Settings.model_construct`, over HTTP via `bench.server`.
 """
 

@@ -1,12 +1,8 @@
-"""The two anchors the service's speed is judged against:
-
-- Keras `predict` on the same weights, the way the original notebook ran the network. It runs
-  in a child process (`python -m bench.anchors JOB_DIR`), so TensorFlow's import, memory and
-  thread pools never touch the onnxruntime measurements.
-- The machine's measured matmul peak (float32 with numpy's BLAS, int8 with onnxruntime's
-  MatMulInteger, the kernel family of INT8 convolutions) and the model's FLOPs per pixel,
-  counted from its ONNX graph, so that a time reads as a share of what the cores can do.
-"""
+"""The two anchors the service's speed is judged against: Keras `predict` on the same weights,
+as the original notebook ran the network (in a child process, `python -m bench.anchors JOB_DIR`,
+so TensorFlow never touches the onnxruntime measurements); and the machine's measured matmul
+peak (numpy's float32 BLAS, onnxruntime's int8 MatMulInteger) with the model's FLOPs per pixel
+from its ONNX graph, so that a time reads as a share of what the cores can do."""
 
 from __future__ import annotations
 

@@ -1,8 +1,6 @@
 """The images every measure runs on: real DSB2018 micrographs from samples/, as uploaded bytes.
-
 1024×1024 has no sample, so the 520×696 one is mirrored out to that size: real nuclei and
-real texture, which a blank or random image would not give the post-processing.
-"""
+real texture, which a blank or random image would not give the post-processing."""
 
 from __future__ import annotations
 

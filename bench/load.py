@@ -52,13 +52,9 @@ def http_load(server: Server, image: Image, requests: int, concurrency: int, dea
     cpu0 = proc.cpu_s(server.pid)
     latencies, errors, wall = asyncio.run(_drive(server.url, image, requests, concurrency, deadline_s, lambda: None))
     done = len(latencies)
-    return {
-        "size": image.key, "concurrency": concurrency, "requests": done, "errors": errors,
-        **summary(latencies),
-        "images_per_s": round(done / wall, 3),
-        "megapixels_per_s": round(done * image.megapixels / wall, 3),
-        "server_cpu_ms_per_image": round(1e3 * (proc.cpu_s(server.pid) - cpu0) / done, 1),
-    }
+    return {"size": image.key, "concurrency": concurrency, "requests": done, "errors": errors, **summary(latencies),
+            "images_per_s": round(done / wall, 3), "megapixels_per_s": round(done * image.megapixels / wall, 3),
+            "server_cpu_ms_per_image": round(1e3 * (proc.cpu_s(server.pid) - cpu0) / done, 1)}
 
 
 def soak(server: Server, image: Image, requests: int, concurrency: int, deadline_s: float) -> dict[str, Any]:
@@ -69,13 +65,10 @@ def soak(server: Server, image: Image, requests: int, concurrency: int, deadline
         server.url, image, requests, concurrency, deadline_s, lambda: rss.append(proc.rss_mb(server.pid))))
     half = rss[len(rss) // 2:]
     slope = float(np.polyfit(np.arange(len(half)), half, 1)[0]) * 100 if len(half) >= 3 else float("nan")
-    return {
-        "size": image.key, "concurrency": concurrency, "requests": len(latencies), "errors": errors,
-        "wall_s": round(wall, 1),
-        "rss_first_mb": round(rss[0], 1), "rss_last_mb": round(rss[-1], 1),
-        "peak_rss_mb": round(proc.peak_rss_mb(server.pid, children=True), 1),
-        "slope_mb_per_100_requests": round(slope, 2),
-    }
+    return {"size": image.key, "concurrency": concurrency, "requests": len(latencies), "errors": errors,
+            "wall_s": round(wall, 1), "rss_first_mb": round(rss[0], 1), "rss_last_mb": round(rss[-1], 1),
+            "peak_rss_mb": round(proc.peak_rss_mb(server.pid, children=True), 1),
+            "slope_mb_per_100_requests": round(slope, 2)}
 
 
 def startup(env: Mapping[str, object], runs: int) -> dict[str, Any]:

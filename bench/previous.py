@@ -1,8 +1,6 @@
-"""The served model against the one it replaced, in one run: `Segmenter.segment()` (post-
-processing, size estimate and any rescaling included) of both on the same images, and of
-the served model in one pass at its training diameter (no estimate, no resizing: what
-segment() cost before the size estimate), calls interleaved so that load on shared cores
-falls on all alike."""
+"""The served model against the one it replaced: `Segmenter.segment()` (size estimate and any
+rescaling included) of both on the same images, and of the served model in one pass at its
+training diameter (what segment() cost before the estimate), interleaved so load falls on all alike."""
 
 from __future__ import annotations
 

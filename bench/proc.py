@@ -1,16 +1,12 @@
-"""What the kernel says about a process, read from /proc: the one reader of memory and CPU
-time for the benchmark, the soak script and the tests, so they all measure the same thing.
-
-Memory in MB (2**20 bytes). A process that has gone reads as 0, so a caller sampling a
-server that has just exited gets a number, not an exception.
+"""What the kernel says about a process, read from /proc: the one reader of memory (MB, 2**20
+bytes) and CPU time for the benchmark, the soak script and the tests. A process that has gone
+reads as 0, so a caller sampling a server that has just exited gets a number, not an exception.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-
-MB = 2**20
 
 
 def _status_kb(pid: int, field: str) -> int:

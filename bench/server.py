@@ -1,8 +1,6 @@
 """A real `python -m app` process on loopback, for the benchmark, the soak script and the
-process-level tests: one way to pick a port, start the server and wait for /ready.
-
-The server gets the service's defaults plus the `env` given: the caller's own MODEL_PATH,
-TILE_SIZE… are dropped, so what is measured or tested does not depend on the shell it ran in.
+process-level tests: one way to pick a port, start the server and wait for /ready. It gets
+the service's defaults plus the `env` given (the shell's MODEL_PATH, TILE_SIZE… are dropped).
 """
 
 from __future__ import annotations
@@ -33,9 +31,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until_ready(
-    proc: subprocess.Popen, url: str, log_path: Path, timeout_s: float = 60.0, poll_s: float = 0.05
-) -> None:
+def wait_until_ready(proc: subprocess.Popen, url: str, log_path: Path, timeout_s: float = 60.0,
+                     poll_s: float = 0.05) -> None:
     """Return at the first 200 from /ready; raise RuntimeError with the server's log if the
     process exits first or `timeout_s` passes (the process is then killed)."""
     deadline = time.monotonic() + timeout_s
@@ -83,24 +80,16 @@ class Server:
         return self.proc.returncode
 
 
-def start(
-    env: Mapping[str, object] | None = None,
-    *,
-    log_path: Path,
-    command: Sequence[str] | None = None,
-    port: int | None = None,
-    timeout_s: float = 120.0,
-    poll_s: float = 0.01,
-) -> Server:
+def start(env: Mapping[str, object] | None = None, *, log_path: Path, command: Sequence[str] | None = None,
+          port: int | None = None, timeout_s: float = 120.0, poll_s: float = 0.01) -> Server:
     """`python -m app` (or `command`) on 127.0.0.1:`port` (a free one when None), ready when
     this returns; the caller stops it. Its output goes to `log_path`."""
     port = port or free_port()
     child_env = server_env(env) | {"HOST": "127.0.0.1", "PORT": str(port)}
     with log_path.open("ab") as out:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(
-            list(command or [sys.executable, "-m", "app"]), cwd=ROOT, env=child_env,
-            stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(list(command or [sys.executable, "-m", "app"]), cwd=ROOT, env=child_env,
+                                stdout=out, stderr=subprocess.STDOUT)
     server = Server(f"http://127.0.0.1:{port}", proc, log_path, 0.0)
     wait_until_ready(proc, server.url, log_path, timeout_s, poll_s)
     server.ready_s = time.perf_counter() - t0

@@ -2,10 +2,8 @@
 in-process loop, `nuclei-batch` on a LocalCluster, `nuclei-client` against `python -m app` —
 with images/s, MP/s and the peak RSS of every process involved (sampled over the whole tree).
 `client_rates` (also in `make bench`): the client with one request per format, and one for all.
-`--slide`: one whole-slide job instead (make one with `python -m batch.synthetic PATH --size N`).
-
-    python -m bench.throughput --images 200          # needs ../shared/datasets/dsb2018
-    python -m bench.throughput --slide SLIDE OUT [nuclei-batch options]
+`--images 200` needs ../shared/datasets/dsb2018; `--slide SLIDE OUT [nuclei-batch options]`: one
+whole-slide job instead (make one with `python -m batch.synthetic PATH --size N`).
 """
 
 from __future__ import annotations
@@ -23,6 +21,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import tifffile
 
@@ -45,8 +44,6 @@ for p in sorted(Path(sys.argv[1]).rglob("*.png")):
 
 def extract(count: int, folder: Path) -> tuple[int, float]:
     """The first `count` images of the zip (sorted ids); (count, megapixels)."""
-    import cv2
-
     with zipfile.ZipFile(DATA) as z:
         names = sorted(n for n in z.namelist() if "/images/" in n and n.endswith(".png"))[:count]
         for name in names:
