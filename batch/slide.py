@@ -180,7 +180,7 @@ def run_slide(args: argparse.Namespace, connect) -> int:
         print("nuclei-batch: --range LOW HIGH needs LOW < HIGH", file=sys.stderr)
         return 2
     source = args.source
-    spec = SlideSpec(os.path.abspath(source), args.channel)
+    spec = SlideSpec(os.path.abspath(source), args.channel, args.page)
     try:
         slide = open_slide(spec)
     except SlideError as exc:
@@ -215,7 +215,8 @@ def run_slide(args: argparse.Namespace, connect) -> int:
     seconds = time.perf_counter() - start
     images = TableWriter(outputs.partial["images"], IMAGES)
     diameter = args.diameter or found  # the one given, or the median of the nuclei found
-    images.write([{"path": spec.path, "width": width, "height": height, "count": count, "status": "ok",
+    images.write([{"path": os.path.basename(spec.path), "width": width, "height": height, "count": count,
+                   "status": "ok", "warning": slide.warning or "",
                    "diameter": None if diameter is None else round(diameter, 1),
                    "error": "", "model_version": model_version, "seconds": round(seconds, 3), "output": name,
                    **slide_quality(block_rows)}])

@@ -10,12 +10,15 @@ process opens the file once (`open_slide`, cached) and reads its blocks from it.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
+
+from nuclei.planes import DEFAULT_CHANNEL, multichannel_warning, unravel
 
 ZARR_MARKERS = (".zarray", ".zgroup", "zarr.json")
 MAX_CHUNK_BYTES = 256 << 20  # a strip or tile decoded whole for each block that touches it
@@ -29,6 +32,7 @@ class SlideError(ValueError):
 class SlideSpec:
     path: str
     channel: int | None = None  # one channel of a multi-channel image, e.g. the DNA stain
+    page: int = 0  # the Z/T plane of a stack, counted as nuclei.planes counts them
 
 
 def is_zarr(path: str) -> bool:
@@ -53,9 +57,12 @@ def stem(path: str) -> str:
 
 
 class Slide:
-    """A 2-D image of height × width pixels (grey or up to 4 channels), read by region."""
+    """A 2-D image of height × width pixels (grey or up to 4 channels), read by region: the
+    plane `spec.page` of a stack, and `spec.channel` of several, by the rule of nuclei.planes.
+    A TIFF's C axis holds channels (channel 0 when none is chosen, with `warning`); a zarr
+    array's (`colour_c`) may be RGB, read as colour as before."""
 
-    def __init__(self, array: Any, axes: str, spec: SlideSpec, handle: Any = None) -> None:
+    def __init__(self, array: Any, axes: str, spec: SlideSpec, handle: Any = None, colour_c: bool = False) -> None:
         self._array = array
         self._handle = handle  # keeps the TIFF file open while the store is in use
         self.spec = spec
@@ -64,6 +71,12 @@ class Slide:
             raise SlideError(f"expected an image with Y and X axes, got axes {axes!r}")
         index: list[Any] = []
         channel_axis = None
+        self.warning: str | None = None
+        planes = [int(n) for a, n in zip(axes, array.shape, strict=True) if a not in "YXSC" and n > 1]
+        if not 0 <= spec.page < math.prod(planes):
+            raise SlideError(f"--page {spec.page}: the image has {math.prod(planes)} plane(s) "
+                             f"(0..{math.prod(planes) - 1}) of axes {axes!r}")
+        position = iter(unravel(spec.page, tuple(planes)))
         for axis, size in zip(axes, array.shape, strict=True):
             if axis in "YX":
                 index.append(slice(None))
@@ -75,20 +88,23 @@ class Slide:
                     if not 0 <= spec.channel < size:
                         raise SlideError(f"--channel {spec.channel}: the image has {size} channels")
                     index.append(spec.channel)
+                elif axis == "C" and not colour_c:
+                    index.append(DEFAULT_CHANNEL)
+                    self.warning = multichannel_warning(size, axes)
                 else:
                     index.append(slice(None))
             elif size == 1:
                 index.append(0)
             else:
-                raise SlideError(f"only 2-D images are segmented; this one has axes {axes!r} "
-                                 f"of shape {array.shape}")
+                index.append(next(position))
         kept = [a for a, i in zip(axes, index, strict=True) if isinstance(i, slice)]
         self._index = index
         self._order = [kept.index(a) for a in ("Y", "X", channel_axis) if a is not None and a in kept]
         self.height = int(array.shape[axes.index("Y")])
         self.width = int(array.shape[axes.index("X")])
         self.dtype = np.dtype(array.dtype)
-        channels = 1 if channel_axis is None or spec.channel is not None else int(array.shape[axes.index(channel_axis)])
+        chosen = spec.channel is not None or self.warning is not None
+        channels = 1 if channel_axis is None or chosen else int(array.shape[axes.index(channel_axis)])
         if channels > 4:
             raise SlideError(f"{channels}-channel images are not supported (grey, RGB or RGBA); "
                              "pick the nuclear stain with --channel")
@@ -222,7 +238,7 @@ def _open_zarr(spec: SlideSpec) -> Slide:
             axes = "CYX"
         else:
             raise SlideError(f"cannot tell the axes of a zarr array of shape {shape}")
-    return Slide(node, axes.upper(), spec)
+    return Slide(node, axes.upper(), spec, colour_c=True)
 
 
 def open_slide(spec: SlideSpec) -> Slide:

@@ -68,7 +68,7 @@ def locate(outer_axes: str, outer_shape: tuple[int, ...], samples: int, data_sam
         _check("page", page, pages, f" and {channels} channel(s): a channel is chosen with channel=" if page else "")
         chosen = DEFAULT_CHANNEL if channel is None else channel
         _check("channel", chosen, channels)
-        position = list(_unravel(page, page_shape))
+        position = list(unravel(page, page_shape))
         position.insert(c, chosen)
         index = _ravel(position, outer_shape)
         warning = multichannel_warning(channels, axes) if channel is None and channels > 1 else None
@@ -84,7 +84,8 @@ def locate(outer_axes: str, outer_shape: tuple[int, ...], samples: int, data_sam
     return Location(page, None, page, pages, None, samples)
 
 
-def _unravel(index: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+def unravel(index: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The position of the `index`-th plane in an array of planes of `shape` (row-major)."""
     out = []
     for size in reversed(shape):
         out.append(index % size)

@@ -388,3 +388,24 @@ def test_every_block_has_its_quality_for_a_map_of_the_slides_doubtful_regions(mo
     areas = [(r["x1"] - r["x0"]) * (r["y1"] - r["y0"]) for r in blocks]
     assert slide["quality"] == round(float(np.average([r["quality"] for r in blocks], weights=areas)), 3)
     assert slide["flag"] == ("check" if slide["quality"] < THRESHOLD else "ok")
+
+
+def test_a_stack_slide_reads_the_plane_and_channel_named_and_warns_without_a_channel(tmp_path: Path) -> None:
+    """The rule of nuclei.planes for slides too: Z is a page, C a channel (channel 0 and a
+    warning when none is chosen)."""
+    from tests.channels import planes
+
+    stack = np.stack([planes() + z for z in range(3)])  # Z, C, Y, X
+    path = tmp_path / "stack.ome.tif"
+    tifffile.imwrite(path, stack, ome=True, metadata={"axes": "ZCYX"})
+    slide = open_slide(SlideSpec(str(path), channel=1, page=2))
+    assert slide.warning is None and np.array_equal(slide.read(0, 40, 0, 50), stack[2, 1, :40, :50])
+    guessed = open_slide(SlideSpec(str(path)))
+    assert np.array_equal(guessed.read(0, 40, 0, 50), stack[0, 0, :40, :50])
+    assert "2 channels" in guessed.warning and "channel 0 was segmented" in guessed.warning
+    with pytest.raises(Exception, match=r"--page 3: the image has 3 plane\(s\) \(0..2\)"):
+        open_slide(SlideSpec(str(path), page=3))
+    out = tmp_path / "out"
+    assert run_job(str(path), str(out), "--slide", "--page", "1").returncode == 0
+    (row,) = pq.read_table(out / "images.parquet").to_pylist()
+    assert (row["path"], row["status"]) == ("stack.ome.tif", "ok") and "channel 0 was segmented" in row["warning"]
