@@ -159,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     summary_path = args.out / "summary.csv"
     done_before = previous_rows(summary_path)
-    failed = 0
+    failed = recorded = 0
     with summary_path.open("w", newline="") as f, Client(args.url, patience_s=args.patience) as client, \
             ThreadPoolExecutor(args.concurrency) as pool, \
             tqdm(total=total, unit="img", disable=args.quiet, smoothing=0.1) as bar:
@@ -177,7 +177,8 @@ def run(args: argparse.Namespace) -> int:
                     other.cancel()
 
         def record(row: dict[str, Any]) -> None:
-            nonlocal failed
+            nonlocal failed, recorded
+            recorded += 1
             failed += row["status"] != "ok"
             writer.writerow(table_row(row))
             f.flush()
@@ -202,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
                 collect(future)
     sort_summary(summary_path)
     if stopped:
-        print(f"nuclei-client: {stopped[0].detail}; stopped with {bar.n} of {total} images done "
+        print(f"nuclei-client: {stopped[0].detail}; stopped with {recorded} of {total} images done "
               f"({failed} failed), kept in {summary_path}: run the same command again to go on", file=sys.stderr)
         return 2
     print(f"{total - failed} of {total} images ok; summary in {summary_path}", file=sys.stderr)

@@ -339,6 +339,7 @@ def test_a_server_gone_for_longer_than_the_patience_ends_the_run_and_keeps_what_
     rows = summary(out)
     done = {r["path"] for r in rows.values() if r["status"] == "ok"}
     assert 3 <= len(done) < len(paths)
+    assert f"stopped with {len(rows)} of {len(paths) + 1} images done" in err, "every row counted, the bad file too"
     assert {p.relative_to(out).as_posix().removesuffix(".labels.png") + ".png" for p in out.rglob("*.labels.png")} \
         == done, "every image done has its row and its outputs; no row without them"
     assert list(rows) == sorted(rows), "rows by path"
