@@ -105,6 +105,8 @@ def test_health_ready_model_metrics_docs(client):
     assert client.get("/ready").status_code == 200
     card = client.get("/model").json()
     assert card["sha256"] and card["input"]["normalization"] and card["postprocess"]
+    assert card["derived"]["settings"]["reduce_range"] is True  # 7-bit weights: one answer on every x86 CPU
+    assert card["runtime"]["answers"].startswith("as on the card") and card["runtime"]["int8_kernels"]
     post(client, read_sample("fluorescence_256x256")[0])
     metrics = client.get("/metrics").text
     for name in ("http_requests_total", "http_request_duration_seconds_bucket",
