@@ -391,7 +391,7 @@ async function show(item) {
   $("result-quality").replaceChildren(qualityBadge(item));
   const stem = stemOf(item.file.name);
   setLink("dl-labels", item.labels, `${stem}.labels.png`);
-  setLink("dl-geojson", new Blob([JSON.stringify(item.geojson)], { type: "application/geo+json" }), `${stem}.geojson`);
+  setLink("dl-geojson", new Blob([item.geojsonBytes], { type: "application/geo+json" }), `${stem}.geojson`);
   setLink("dl-csv", new Blob([item.csv], { type: "text/csv" }), `${stem}.measurements.csv`);
   $("plane-warning").hidden = !item.warning;
   $("plane-warning").textContent = item.warning ? `Check the channel: ${item.warning} (the Channel box above).` : "";
