@@ -154,7 +154,7 @@ def test_blocks_stitch_into_the_one_pass_segmentation(mosaic, segmenter) -> None
 def test_outputs_agree_nucleus_for_nucleus(mosaic) -> None:
     out, labels = mosaic["out"], mosaic["labels"]
     assert sorted(p.name for p in out.iterdir()) == [
-        "images.parquet", "mosaic.geojson", "mosaic.labels.ome.tif", "nuclei.parquet"]
+        "blocks.parquet", "images.parquet", "mosaic.geojson", "mosaic.labels.ome.tif", "nuclei.parquet"]
     rows = pq.read_table(out / "nuclei.parquet").to_pylist()
     features = json.loads((out / "mosaic.geojson").read_text())["features"]
     count = int(labels.max())
