@@ -39,6 +39,8 @@ class Thresholds:
 
     def at_scale(self, by: float) -> Thresholds:
         """The same settings for maps `by` times the model's scale: areas by², distances by."""
+        if by == 1:
+            return self
         return replace(self, min_seed_area=max(1, round(self.min_seed_area * by * by)),
                        min_area=max(1, round(self.min_area * by * by)),
                        max_growth=max(1, round(self.max_growth * by)))

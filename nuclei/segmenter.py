@@ -76,9 +76,15 @@ class Segmenter:
     def run_batch(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: batch})[0]
 
-    def probabilities(self, image: np.ndarray, tile_size: int | None = None) -> np.ndarray:
-        """Decoded image (any size, grey/RGB/RGBA, any dtype) → HxWxK probabilities."""
-        return self._predict(normalize(image), tile_size)
+    def probabilities(self, image: np.ndarray, tile_size: int | None = None, factor: float = 1.0) -> np.ndarray:
+        """Decoded image (any size, grey/RGB/RGBA, any dtype) → HxWxK probabilities; with
+        `factor`, of the image resized by it for the network, brought back to its size."""
+        return self._maps(normalize(image), factor, tile_size)
+
+    def _maps(self, normalised: np.ndarray, factor: float, tile_size: int | None = None) -> np.ndarray:
+        if factor == 1:
+            return self._predict(normalised, tile_size)
+        return to_size(self._predict(resize(normalised, factor), tile_size), normalised.shape)
 
     def _predict(self, normalised: np.ndarray, tile_size: int | None = None) -> np.ndarray:
         s = self.inference
@@ -119,10 +125,7 @@ class Segmenter:
     def _instances(self, normalised: np.ndarray, factor: float, thresholds: Thresholds) -> np.ndarray:
         """Nuclei of the image, the network run on it resized by `factor`: its maps come back
         to full size and are post-processed there, areas and distances scaled by 1 / factor."""
-        if factor == 1:
-            return instances(self._predict(normalised), thresholds)
-        maps = to_size(self._predict(resize(normalised, factor)), normalised.shape)
-        return instances(maps, thresholds.at_scale(1 / factor))
+        return instances(self._maps(normalised, factor), thresholds.at_scale(1 / factor))
 
     def warm_up(self) -> None:
         """One small inference so the first request does not pay for lazy initialisation."""

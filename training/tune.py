@@ -1,5 +1,7 @@
 """Pick the post-processing thresholds on training images (never the validation split),
-computing each image's probabilities once and re-running only the cheap post-processing."""
+computing each image's probabilities once, at the size the service segments it at (a model
+trained at one nucleus size sees most images resized), and re-running only the cheap
+post-processing."""
 
 from __future__ import annotations
 
@@ -40,12 +42,13 @@ def tune(model: Path, data: str, images: int, seed: int) -> Thresholds:
     cases = []
     for image_id in ids:
         sample = dataset.load(image_id)
-        cases.append((segmenter.probabilities(sample.image), sample.labels))
+        factor = segmenter.segment_sized(sample.image).factor  # the size the service segments it at
+        cases.append((segmenter.probabilities(sample.image, factor=factor), sample.labels, factor))
     search = grid(len(segmenter.card.output.channels))
     results = []
     for values in itertools.product(*search.values()):
         candidate = replace(segmenter.thresholds, **dict(zip(search, values, strict=True)))
-        score = float(np.mean([dsb_score(lab, instances(p, candidate)) for p, lab in cases]))
+        score = float(np.mean([dsb_score(lab, instances(p, candidate.at_scale(1 / f))) for p, lab, f in cases]))
         results.append((score, candidate))
         log.info("%s → %.4f", dict(zip(search, values, strict=True)), score)
     best_score, best = max(results, key=lambda r: r[0])
