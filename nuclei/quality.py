@@ -5,8 +5,8 @@ answer is mapped back and compared with the first: the mean instance F1 over IoU
 (DSB2018's thresholds). 1.0: both passes found the same nuclei with the same outlines; an
 image the model finds ambiguous (stained tissue, out-of-range sizes, clumps) gets two
 different answers, and these are the images it gets wrong: on DSB2018's held-out validation
-images the agreement ranks the images by their true score with Spearman 0.82, and the 14 of
-60 below `THRESHOLD` (flagged `check`) score 0.307 on average against 0.642 for the rest
+images the agreement ranks the images by their true score with Spearman 0.82, and the 12 of
+60 below `THRESHOLD` (flagged `check`) score 0.320 on average against 0.640 for the rest
 (docs/model.md, "Segmentation quality").
 
 It costs one more pass of the model, so it is computed only when asked for (`quality=true`).
