@@ -103,11 +103,9 @@ def coarse_diameter(normalised: np.ndarray, work: int = 384) -> float:
     rather than texture). Coarse (within 25 % for 60 % of validation images) but unbiased and
     blind to what the model makes of the image. The image is first brought to `work` px at
     most, and each octave of σ is computed on a halved image, so it costs a few ms."""
-    grey = normalised.mean(axis=-1) if normalised.ndim == 3 else normalised
-    grey = grey.astype(np.float32, copy=False)
-    shrink = min(1.0, work / max(grey.shape))
-    if shrink < 1:
-        grey = resize(grey, shrink)
+    shrink = min(1.0, work / max(normalised.shape[:2]))
+    small = resize(normalised, shrink) if shrink < 1 else normalised  # first: the rest is then cheap
+    grey = (small.mean(axis=-1) if small.ndim == 3 else small).astype(np.float32, copy=False)
     best, best_sigma, level, down = -1.0, 1.0, grey, 1.0
     while min(level.shape) >= 16:
         for k in range(4):
