@@ -1,6 +1,8 @@
 """The segmentation core, shared by the service, training and every other wing.
 
     imageio      bytes → image: decode (header-first size checks), encode PNG
+    planes       which plane of a stack is read: channels and pages by the file's axes
+    preview      the plane that was segmented, as an 8-bit image a browser can draw
     normalize    the one input normalisation
     tiling       pad to the stride, overlapping tiles, stitch, crop back
     segmenter    where the model runs: ONNX session + card, image → labels in one call
@@ -20,6 +22,7 @@
     stitch       the blocks' owned nuclei into label tiles with image-wide ids
     big          a large image block by block through the Segmenter, without Dask
     card         the typed model card: load (sha256 checked), save
+    cpu          the CPU's flags: which INT8 kernels run, whether answers are the card's
 
 No web framework and no training framework here: imports point down into this package only.
 """
