@@ -3,9 +3,7 @@ also go into every leg's record: speeds differ 5× between this project's hosts.
 
 from __future__ import annotations
 
-from nuclei.cpu import cpu_flags, describe
-
-__all__ = ["auto_precision", "describe"]
+from nuclei.cpu import cpu_flags
 
 
 def auto_precision(flags: set[str] | None = None) -> str:

@@ -18,6 +18,7 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
+from nuclei.cpu import describe
 from nuclei.normalize import normalize
 from training import checkpoint
 from training.augment import (
@@ -29,7 +30,7 @@ from training.augment import (
 )
 from training.checkpoint import RunState
 from training.data import Dataset, split_ids
-from training.host import auto_precision, describe
+from training.host import auto_precision
 from training.model import build_unet, warm_start
 
 log = logging.getLogger("training")
