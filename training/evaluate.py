@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from nuclei import card as cards
+from nuclei.modality import LARGE_NUCLEUS_DIAMETER, modality
 from nuclei.segmenter import Segmenter
 from training.baseline import otsu_instances
 from training.data import Dataset, DatasetError
 from training.metrics import score_image
-from training.modality import LARGE_NUCLEUS_DIAMETER, modality
 from training.report import HEADLINE, by_modality, format_modality_table
 from training.scaled import scale_command
 

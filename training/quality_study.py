@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 from scipy.stats import pearsonr, spearmanr
 
+from nuclei.modality import modality
 from nuclei.normalize import normalize
 from nuclei.quality import agreement, assess, flipped, unflipped
 from nuclei.scale import coarse_diameter
@@ -29,7 +30,6 @@ from nuclei.segmenter import Segmenter
 from training.data import Dataset
 from training.evaluate import resolve_ids
 from training.metrics import dsb_score
-from training.modality import modality
 
 log = logging.getLogger("training")
 CANDIDATES = ("flip", "tile", "size", "outline")

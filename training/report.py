@@ -1,4 +1,4 @@
-"""`evaluate`'s per-image rows summarised per modality (`training.modality`).
+"""`evaluate`'s per-image rows summarised per modality (`nuclei.modality`).
 
 One mean over the validation set is dominated by grey fluorescence; the per-modality rows
 show where the model is weak, and the merge/split counts whether touching nuclei are the
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.modality import MODALITIES
+from nuclei.modality import MODALITIES
 
 HEADLINE = ("dsb_score", "ap_50", "pixel_accuracy", "foreground_iou", "dice")
 COUNTS = ("n_true", "n_pred", "merged", "split")  # summed over images, not averaged

@@ -4,8 +4,7 @@ the per-modality summary `evaluate` prints."""
 import numpy as np
 import pytest
 
-from tests.conftest import read_sample
-from training.modality import (
+from nuclei.modality import (
     BRIGHT_FIELD,
     COLOUR_TISSUE,
     FLUORESCENCE_LARGE,
@@ -14,6 +13,7 @@ from training.modality import (
     median_diameter,
     modality,
 )
+from tests.conftest import read_sample
 from training.report import ALL, by_modality
 
 FLUORESCENCE = (FLUORESCENCE_SMALL, FLUORESCENCE_LARGE)
@@ -76,3 +76,13 @@ def test_scores_are_averaged_and_nuclei_summed_per_modality():
     assert table[BRIGHT_FIELD]["dsb_score"] == pytest.approx(0.3)
     assert (table[BRIGHT_FIELD]["images"], table[BRIGHT_FIELD]["merged"]) == (2, 5)
     assert (table[ALL]["n_true"], table[ALL]["merged"]) == (30, 6)
+
+
+@pytest.mark.parametrize("name", ["he_stained_256x320", "brightfield_320x320", "fluorescence_256x256"])
+def test_image_alone_routes_like_the_labels_on_colour_and_brightness(name):
+    """The service routes by `modality(image)`: colour and bright background must read the
+    same with or without labels (the size split may differ: it is estimated)."""
+    _, image, labels = read_sample(name)
+    with_labels, alone = modality(image, labels), modality(image)
+    assert (with_labels in FLUORESCENCE) == (alone in FLUORESCENCE)
+    assert (with_labels == COLOUR_TISSUE) == (alone == COLOUR_TISSUE)

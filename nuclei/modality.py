@@ -4,6 +4,8 @@ DSB2018 mixes kinds that the model finds very differently hard; one mean over al
 hides the weak ones (stained tissue, bright-field) behind the ~80 % grey fluorescence.
 The ground-truth labels are available wherever we score, so they decide what the image
 alone decides badly: whether the nuclei are darker than the background, and how big they are.
+The service routes a request by the same function with no labels (`modality(image)`): the
+image alone then decides, and colour, the split routing needs, is read from the image either way.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from nuclei import scale
+from nuclei.normalize import normalize
 
 COLOUR_TISSUE = "colour tissue"
 BRIGHT_FIELD = "bright-field"
@@ -42,19 +45,21 @@ def _rgb(image: np.ndarray) -> np.ndarray:
     return channels.astype(np.float64)
 
 
-def modality(image: np.ndarray, labels: np.ndarray) -> str:
+def modality(image: np.ndarray, labels: np.ndarray | None = None) -> str:
     """One of MODALITIES for a raw decoded image and its instance labels (0 = background).
 
     colour → colour tissue; grey with nuclei darker than the background → bright-field;
     otherwise grey fluorescence, split by `median_diameter` at LARGE_NUCLEUS_DIAMETER.
     Without nuclei or background to compare, a median grey above half of the range (a
     bright background) counts as bright-field, like `training.augment.is_rare_style`.
+    Without labels (a request to route) the same bright-background rule decides, and the
+    size comes from the image alone (`nuclei.scale.coarse_diameter`).
     """
     rgb = _rgb(image)
     if float((rgb.max(axis=-1) - rgb.min(axis=-1)).mean()) > COLOUR_SPREAD:
         return COLOUR_TISSUE
     grey = rgb.mean(axis=-1)
-    nucleus = labels > 0
+    nucleus = labels > 0 if labels is not None else np.zeros(grey.shape, bool)
     if nucleus.any() and not nucleus.all():
         dark_nuclei = float(grey[nucleus].mean()) < float(grey[~nucleus].mean())
     else:
@@ -62,6 +67,7 @@ def modality(image: np.ndarray, labels: np.ndarray) -> str:
         dark_nuclei = float(np.median(grey)) > full_scale / 2
     if dark_nuclei:
         return BRIGHT_FIELD
-    if median_diameter(labels) >= LARGE_NUCLEUS_DIAMETER:
+    size = median_diameter(labels) if labels is not None else scale.coarse_diameter(normalize(image))
+    if size >= LARGE_NUCLEUS_DIAMETER:
         return FLUORESCENCE_LARGE
     return FLUORESCENCE_SMALL
