@@ -11,8 +11,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from nuclei.modality import MODALITIES
 from nuclei.postprocess import Thresholds
 
 
@@ -96,6 +97,17 @@ class ModelCard(_Section):
     postprocess_tuning: dict[str, Any] | None = None
     derived: dict[str, Any] | None = None
     scale: Scale | None = None
+    # Modalities (nuclei.modality.MODALITIES) this model is the service's choice for: a request
+    # without `model=` whose image is of one of them goes to it (docs/models.md).
+    modalities: list[str] | None = None
+
+    @field_validator("modalities")
+    @classmethod
+    def _known_modalities(cls, value: list[str] | None) -> list[str] | None:
+        unknown = sorted(set(value or ()) - set(MODALITIES))
+        if unknown:
+            raise ValueError(f"unknown modality {unknown[0]!r}: one of {', '.join(MODALITIES)}")
+        return value
 
     @property
     def info(self) -> dict[str, str]:

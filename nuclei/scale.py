@@ -28,11 +28,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
-from nuclei.card import Scale
+if TYPE_CHECKING:  # the card names modalities (nuclei.modality), which estimate sizes here
+    from nuclei.card import Scale
 
 MIN_FACTOR, MAX_FACTOR = 1 / 8, 4.0
 """How far an image may be resized: beyond, nuclei are not resolved or the image explodes."""
