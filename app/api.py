@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.admission import InferenceTimeout, Overloaded
-from app.deps import AdmissionDep, Authorized, MetricsDep, SegmenterDep, SettingsDep
+from app.deps import AdmissionDep, Authorized, ChooseDep, MetricsDep, RegistryDep, SegmenterDep, SettingsDep
 from app.schemas import (
     BUSY,
     DIAMETER,
@@ -24,6 +24,7 @@ from app.schemas import (
     ErrorBody,
     Health,
     Limits,
+    ModelList,
     SegmentationRLE,
     describe_format,
     timeout_detail,
@@ -46,7 +47,9 @@ SEGMENT_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": " ".join(f"`{f.value}`: {describe_format(f)}." for f in OutputFormat) + (
             " The header `X-Nuclei-Count` gives the number of nuclei in every format, "
-            "`X-Nucleus-Diameter` the median nucleus diameter (px) segmented at: `diameter` or the estimate; "
+            "`X-Nucleus-Diameter` the median nucleus diameter (px) segmented at: `diameter` or the estimate, "
+            "`X-Model-Name`, `X-Model-Version` and `X-Model-Sha256` the model that answered and `X-Model-Route` "
+            "why that one (`requested`, `modality: colour tissue`, `default`: see `model`); "
             f"with `quality=true`, `{HEADER}` the trust signal and `{FLAG_HEADER}` `ok` or `check`."),
         "model": SegmentationRLE,  # application/json, by reference to components.schemas
         "content": {media: {"schema": MEDIA_SCHEMAS.get(media, {})}
@@ -57,8 +60,8 @@ SEGMENT_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorBody, "description": "upload over MAX_UPLOAD_BYTES or image over MAX_PIXELS"},
     415: {"model": ErrorBody, "description": "not PNG, JPEG, TIFF or BMP (GIF included), or over 4 channels"},
     422: {"model": ErrorBody, "description": (
-        "bad parameters (format, threshold, diameter out of range, missing file), or more nuclei "
-        "than format=labels can number")},
+        "bad parameters (format, threshold, diameter out of range, a model not served, missing file), "
+        "or more nuclei than format=labels can number")},
     503: {"model": ErrorBody, "description": "queue full or model not ready: retry after Retry-After"},
     504: {"model": ErrorBody, "description": "inference exceeded REQUEST_TIMEOUT_S"},
 }
@@ -86,11 +89,11 @@ def attachment(filename: str | None, extension: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name)}"
 
 
-def provenance(info: dict[str, str], count: int, diameter: float) -> dict[str, str]:
+def provenance(info: dict[str, str], route: str, count: int, diameter: float) -> dict[str, str]:
     """On every /segment response, whatever the format: which model found how many nuclei,
-    and at which nucleus size."""
+    why that model, and at which nucleus size."""
     return {"X-Model-Name": info["name"], "X-Model-Version": info["version"],
-            "X-Model-Sha256": info["sha256"], "X-Nuclei-Count": str(count),
+            "X-Model-Sha256": info["sha256"], "X-Model-Route": route, "X-Nuclei-Count": str(count),
             "X-Nucleus-Diameter": f"{diameter:.1f}"}
 
 
@@ -101,7 +104,7 @@ async def segment(
     file: Annotated[UploadFile, File(description=(
         "PNG, JPEG, TIFF (8/16-bit, float) or BMP; grey, grey+alpha, RGB or RGBA. A multi-page "
         "TIFF is read from the page `page` chooses; GIF, animated or not, is refused with 415"))],
-    segmenter: SegmenterDep,
+    choose: ChooseDep,
     admission: AdmissionDep,
     settings: SettingsDep,
     metrics: MetricsDep,
@@ -133,13 +136,14 @@ async def segment(
     async with admission.slot():
         data = await file.read()
         result = await admission.run(lambda: segment_bytes(
-            segmenter, data, output_format=formats, filename=file.filename,
+            choose, data, output_format=formats, filename=file.filename,
             max_pixels=settings.max_pixels, threshold=threshold, page=page, channel=channel,
             pixel_size_um=pixel_size, diameter=diameter, quality=quality))
     request.state.image_size = f"{result.width}x{result.height}"
     request.state.nuclei = result.count
-    metrics.record_image(result.height, result.width, result.count)
-    headers = provenance(segmenter.info, result.count, result.diameter) | {
+    request.state.model = result.model["name"]
+    metrics.record_image(result.height, result.width, result.count, result.model["name"])
+    headers = provenance(result.model, result.route, result.count, result.diameter) | {
         "X-Image-Plane": result.plane.describe()} | (result.quality.headers() if result.quality else {})
     if result.plane.warning:
         headers[PLANE_WARNING] = result.plane.warning
@@ -161,13 +165,23 @@ async def ready(request: Request) -> Health | JSONResponse:
     return Health(status="ready")
 
 
-@router.get("/model", dependencies=[Authorized], summary="The model card of the loaded model",
+@router.get("/model", dependencies=[Authorized], summary="The model card of the default model",
             responses={401: SEGMENT_RESPONSES[401], 503: {"model": ErrorBody, "description": NOT_LOADED}})
 async def model(segmenter: SegmenterDep) -> dict[str, Any]:
     """The card, and what this CPU makes of an INT8 model (`nuclei.cpu`)."""
     derived = segmenter.card.derived  # None: a float32 model
     reduce_range = derived.get("settings", {}).get("reduce_range", False) if derived else None
     return segmenter.card.to_json() | {"runtime": int8_report(reduce_range)}
+
+
+@router.get("/models", response_model=ModelList, dependencies=[Authorized],
+            summary="Every model of the model folder: loaded or refused, and why",
+            responses={401: SEGMENT_RESPONSES[401], 503: {"model": ErrorBody, "description": NOT_LOADED}})
+async def models(registry: RegistryDep) -> ModelList:
+    """What `model=` takes, what each card claims (`modalities`), its scores and size; a file
+    refused (with `reason`) while the others serve. Read after a check of the folder, so a
+    model file just added or changed is listed as loaded or refused."""
+    return ModelList(default=registry.default.card.name, models=registry.entries())
 
 
 @router.get("/limits", response_model=Limits, summary="The server's limits: queue depth, upload and image size")

@@ -17,7 +17,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=".env", env_ignore_empty=True, extra="ignore", protected_namespaces=())
 
-    model_path: Path = Field(DEFAULT_MODEL, description="ONNX model; its card is the .json beside it")
+    model_path: Path = Field(DEFAULT_MODEL, description="the default model (ONNX; its card is the .json beside it)")
+    models_dir: Path | None = Field(
+        None, description="folder whose every *.onnx (with its card) is served too, by the card's name, "
+                          "picked up without a restart (docs/models.md); unset: MODEL_PATH's folder")
     host: str = Field("127.0.0.1", description="interface to bind (0.0.0.0 in containers)")
     port: int = Field(8000, ge=1, le=65535)
     max_upload_bytes: int = Field(50 * 2**20, ge=1024, description="larger uploads get 413")
@@ -32,7 +35,12 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(120.0, gt=0, description="per-request limit; slower ones get 504")
     tile_size: int | None = Field(None, ge=64, description="override the model card's tile size")
     api_key: SecretStr | None = Field(
-        None, description="when set, /segment and /model need 'Authorization: Bearer <key>'")
+        None, description="when set, /segment, /model and /models need 'Authorization: Bearer <key>'")
     cors_origins: list[str] = Field(default_factory=list, description="JSON list of allowed origins; empty: CORS off")
     shutdown_timeout_s: float = Field(30.0, ge=0, description="time in-flight requests get to finish on SIGTERM")
     log_level: str = Field("info", pattern="^(debug|info|warning|error)$")
+
+    @property
+    def models_folder(self) -> Path:
+        """MODELS_DIR, or the default model's folder."""
+        return self.models_dir or self.model_path.parent

@@ -1,13 +1,15 @@
-"""create_app(): builds the app and mounts the routes; the lifespan loads the model. Also
-the OpenAPI document (version and examples from the package and the model it serves) and
+"""create_app(): builds the app and mounts the routes; the lifespan loads the models (the
+registry of MODELS_DIR, nuclei.registry). Also the OpenAPI document (version and examples
+from the package and the default model) and
 the /docs and /redoc pages, whose scripts and styles the app serves itself: they work
 without internet."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -29,18 +31,24 @@ from app.schemas import other_examples, segment_examples
 from app.telemetry import Metrics, TelemetryMiddleware
 from nuclei import card as cards
 from nuclei.card import CardError, ModelCard
+from nuclei.registry import Registry
 from nuclei.segmenter import Segmenter
 
 log = logging.getLogger("app")
 # Response headers a browser script on another origin may read (provenance, count, size, plane).
 EXPOSED_HEADERS = ("X-Nuclei-Count", "X-Nucleus-Diameter", "X-Model-Name", "X-Model-Version", "X-Model-Sha256",
-                   "X-Image-Plane", "X-Image-Warning", "X-Segmentation-Quality", "X-Segmentation-Flag", "Retry-After",
-                   "Content-Disposition")
+                   "X-Model-Route", "X-Image-Plane", "X-Image-Warning", "X-Segmentation-Quality",
+                   "X-Segmentation-Flag", "Retry-After", "Content-Disposition")
 
 DESCRIPTION = """
 Upload a microscope image, get its nuclei back: as a mask (`format=png`), a 16-bit label
 image (`labels`), run-length encoding with one record per nucleus (`rle`), or a Kaggle
 DSB2018 submission (`csv`). Images keep their resolution: inference tiles with overlap.
+"""
+MODELS = """
+Every model of the server's model folder is served (`GET /models`): `model=NAME` picks one;
+without it, an image goes to a model whose card claims its modality, else to the default
+(`X-Model-Route` says why, `X-Model-Name` which).
 """
 PACKAGE = "nuclei-segmentation"
 # Swagger UI (Apache-2.0) and ReDoc (MIT) as the fastapi-offline package ships them.
@@ -57,9 +65,9 @@ def package_version() -> str:
 
 def describe(card: ModelCard | None) -> str:
     if card is None:
-        return DESCRIPTION + "\nThe model served: `GET /model`.\n"
-    return DESCRIPTION + (
-        f"\nModel: **{card.name} {card.version}** (sha256 `{card.sha256[:12]}…`); "
+        return DESCRIPTION + MODELS + "\nThe default model: `GET /model`.\n"
+    return DESCRIPTION + MODELS + (
+        f"\nDefault model: **{card.name} {card.version}** (sha256 `{card.sha256[:12]}…`); "
         "its card: `GET /model`.\n")
 
 
@@ -78,8 +86,9 @@ def install_openapi(app: FastAPI, settings: Settings, card: ModelCard | None) ->
     built: dict[str, Any] = {}
 
     def openapi() -> dict[str, Any]:
-        segmenter = getattr(app.state, "segmenter", None)
-        current = segmenter.card if segmenter is not None else card
+        registry = getattr(app.state, "registry", None)
+        default = registry.serving.default if registry is not None else None
+        current = default.card if default is not None else card
         if app.openapi_schema is None or built.get("card") is not current:
             spec = get_openapi(title=app.title, version=app.version, description=describe(current),
                                routes=app.routes)
@@ -144,25 +153,36 @@ def install_docs(app: FastAPI) -> None:
             redoc_favicon_url=f"{assets}/favicon.png", with_google_fonts=False)
 
 
+def loader(settings: Settings) -> Callable[[Path], Segmenter]:
+    """How the service loads a model file: with its thread and tile settings."""
+    return partial(Segmenter, intra_op_threads=settings.intra_op_threads, inter_op_threads=settings.inter_op_threads,
+                   tile_size=settings.tile_size, spinning=settings.intra_op_spinning)
+
+
 def load_segmenter(settings: Settings) -> Segmenter:
-    return Segmenter(
-        settings.model_path, intra_op_threads=settings.intra_op_threads,
-        inter_op_threads=settings.inter_op_threads, tile_size=settings.tile_size,
-        spinning=settings.intra_op_spinning)
+    return loader(settings)(settings.model_path)
 
 
-def create_app(settings: Settings | None = None, segmenter: Segmenter | None = None) -> FastAPI:
-    """`segmenter`: one already loaded (and so checked) by the caller, to avoid loading twice."""
+def load_registry(settings: Settings, segmenter: Segmenter | None = None) -> Registry:
+    """The models of MODELS_DIR and the default, not loaded yet (`refresh()` loads them)."""
+    return Registry(settings.models_folder, settings.model_path, loader(settings), preloaded=segmenter)
+
+
+def create_app(settings: Settings | None = None, segmenter: Segmenter | None = None,
+               registry: Registry | None = None) -> FastAPI:
+    """`segmenter` (the default model) or `registry`: already loaded (and so checked) by the
+    caller, to avoid loading twice."""
     settings = settings or Settings()
-    preloaded = segmenter
+    preloaded = registry or load_registry(settings, segmenter)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        segmenter = preloaded or load_segmenter(settings)
-        segmenter.warm_up()
-        app.state.segmenter = segmenter
+        preloaded.refresh()
+        default = preloaded.default  # CardError: start-up fails with the default's reason
+        app.state.registry = preloaded
         app.state.ready = True
-        log.info("model %s %s ready", segmenter.card.name, segmenter.card.version)
+        log.info("default model %s %s ready; %d model(s) served", default.card.name, default.card.version,
+                 len(preloaded.serving.models))
         yield
         app.state.ready = False
 
@@ -176,7 +196,7 @@ def create_app(settings: Settings | None = None, segmenter: Segmenter | None = N
     app.include_router(router)
     app.include_router(webpage.router)
     install_error_handlers(app)
-    install_openapi(app, settings, preloaded.card if preloaded is not None else card_of(settings))
+    install_openapi(app, settings, segmenter.card if segmenter is not None else card_of(settings))
     install_docs(app)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,

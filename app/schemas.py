@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -19,6 +19,7 @@ from nuclei.card import DEFAULT_SCALE
 from nuclei.encode import MEDIA_TYPES, OutputFormat
 from nuclei.imageio import encode_png
 from nuclei.pipeline import segment_bytes
+from nuclei.registry import UnknownModel
 from nuclei.scale import DiameterError, Sized, check
 
 log = logging.getLogger("app")
@@ -67,6 +68,65 @@ class ModelInfo(BaseModel):
     sha256: str = Field(description="sha256 of the ONNX file")
 
 
+class Scores(BaseModel):
+    images: int | None = Field(None, description="validation images scored")
+    dsb_score: float | None = Field(None, description="DSB2018 score: mean AP over IoU 0.5…0.95")
+    ap_50: float | None = Field(None, description="average precision at IoU 0.5")
+
+
+class Metrics(Scores):
+    """The card's headline validation scores (GET /model has them all)."""
+
+    split: str | None = None
+    by_modality: dict[str, Scores] | None = Field(None, description="per modality (nuclei.modality)")
+
+
+class ModelEntry(BaseModel):
+    """One ONNX file of the model folder: loaded, or refused and why."""
+
+    name: str = Field(description="what `model=` takes: the card's name (the file's stem when the card is unreadable)")
+    file: str = Field(description="the ONNX file in the model folder")
+    default: bool = Field(description="the model answering requests that no card's modality claims")
+    status: Literal["loaded", "refused"] = Field(description="whether the file now on disk is served")
+    reason: str | None = Field(description="why it was refused (card, sha256, ONNX, name taken)")
+    serving: bool = Field(description="`model=NAME` is answered: the file's model, or, when the file "
+                                      "now on disk is refused, the version loaded before it")
+    version: str | None = None
+    sha256: str | None = None
+    precision: Literal["int8", "float32"] | None = None
+    modalities: list[str] = Field([], description="images of these modalities go to this model without `model=`")
+    metrics: Metrics | None = None
+    bytes: int | None = Field(description="size of the ONNX file on disk")
+    memory_bytes: int | None = Field(description=(
+        "the server's RSS growth while this model was loaded and warmed up (/proc/self/statm); "
+        "null when not measured. A model's first large image grows it further (onnxruntime's arena)"))
+
+
+class ModelList(BaseModel):
+    default: str = Field(description="name of the default model (GET /model is its card)")
+    models: list[ModelEntry]
+
+
+def models_example() -> dict[str, Any]:
+    """GET /models of a folder with the default, a stained-tissue specialist and a broken copy."""
+    int8 = {"status": "loaded", "reason": None, "serving": True, "precision": "int8", "version": "1.3.0",
+            "bytes": 2050202, "memory_bytes": 21_700_000}
+    scores = {"split": "validation", "images": 60, "dsb_score": 0.5764, "ap_50": 0.7833,
+              "by_modality": {"colour tissue": {"images": 10, "dsb_score": 0.3043, "ap_50": 0.5187}}}
+    broken = ("models/stained-tissue.int8.onnx does not match its card models/stained-tissue.int8.json: "
+              "sha256 3f1c0b9e27aa… vs 5d0e8e1f4b2c… (corrupt or replaced file)")
+    listing = ModelList(default="nuclei-unet.int8", models=[
+        ModelEntry(name="nuclei-unet.int8", file="nuclei-unet.int8.onnx", default=True, sha256="8b8c352a" + "0" * 56,
+                   metrics=Metrics.model_validate(scores), **int8),
+        ModelEntry(name="stained-tissue.int8", file="stained-tissue.int8.onnx", default=False,
+                   sha256="5d0e8e1f" + "0" * 56, modalities=["colour tissue"], **int8 | {
+                       "status": "refused", "reason": broken + "; stained-tissue.int8 1.0.0 keeps serving",
+                       "version": "1.0.0"}),
+    ])
+    return {"summary": "the default, and a specialist whose new file is refused (its previous version serves)",
+            "value": listing.model_dump(mode="json")}
+
+
 class Instance(BaseModel):
     id: int = Field(description="label of this nucleus in format=labels (1..N)")
     rle: str = Field(description="DSB2018 run-length encoding of this nucleus")
@@ -106,6 +166,23 @@ class ErrorBody(BaseModel):
 BUSY = "server busy: too many images in progress; retry shortly"
 NOT_LOADED = "model not loaded yet"  # app.deps and /ready
 UNAUTHORIZED = "missing or wrong API key: send 'Authorization: Bearer <key>'"  # app.deps
+
+
+MODEL = (
+    "the model to run, by name (`GET /models` lists them: the model folder, which can change while "
+    "the server runs). Default: the model whose card claims the image's modality (`modalities`, "
+    "e.g. a stained-tissue model for colour images), else the default model. `X-Model-Name` says "
+    "which answered and `X-Model-Route` why (`requested`, `modality: colour tissue`, `default`). "
+    "A name not served: 422 listing those that are.")
+
+
+def unknown_model_message(exc: UnknownModel) -> str:
+    return f"{exc} (GET /models)"
+
+
+def unknown_model_detail(name: str, available: list[str]) -> str:
+    """The 422 detail of `model=name` (app.deps), as the app's handler of 422s words it."""
+    return f"model: {unknown_model_message(UnknownModel(name, available))}"
 
 
 DIAMETER = (
@@ -204,6 +281,7 @@ def segment_examples(settings: Settings, model: dict[str, str]) -> dict[str, dic
             diameter=diameter_detail(1000),
             format=format_detail("jpeg"),
             file="file: Field required",
+            model=unknown_model_detail("stained", [model["name"]]),
             labels="70000 nuclei do not fit a 16-bit label image; use format=rle"),
         "503": _examples(busy=BUSY, loading=NOT_LOADED),
         "504": _examples(timeout=timeout_detail(settings.request_timeout_s)),
@@ -216,4 +294,7 @@ def other_examples() -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
         ("/ready", "get"): {"503": _examples(loading=NOT_LOADED)},
         ("/model", "get"): {"401": _examples(unauthorized=UNAUTHORIZED),
                             "503": _examples(loading=NOT_LOADED)},
+        ("/models", "get"): {"200": {"application/json": {"examples": {"models": models_example()}}},
+                             "401": _examples(unauthorized=UNAUTHORIZED),
+                             "503": _examples(loading=NOT_LOADED)},
     }

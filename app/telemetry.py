@@ -26,16 +26,17 @@ class Metrics:
             registry=self.registry)
         self.in_flight = Gauge("http_requests_in_flight", "Requests being served",
                                registry=self.registry)
-        self.images = Counter("images_processed_total", "Images segmented", registry=self.registry)
-        self.pixels = Counter("pixels_processed_total", "Pixels segmented", registry=self.registry)
-        self.nuclei = Counter("nuclei_detected_total", "Nuclei found", registry=self.registry)
+        # by the model that answered (GET /models): which one the routing sends the images to
+        self.images = Counter("images_processed_total", "Images segmented", ["model"], registry=self.registry)
+        self.pixels = Counter("pixels_processed_total", "Pixels segmented", ["model"], registry=self.registry)
+        self.nuclei = Counter("nuclei_detected_total", "Nuclei found", ["model"], registry=self.registry)
         self.rejected = Counter("segment_rejected_total", "Requests refused by admission control",
                                 ["reason"], registry=self.registry)
 
-    def record_image(self, height: int, width: int, count: int) -> None:
-        self.images.inc()
-        self.pixels.inc(height * width)
-        self.nuclei.inc(count)
+    def record_image(self, height: int, width: int, count: int, model: str) -> None:
+        self.images.labels(model).inc()
+        self.pixels.labels(model).inc(height * width)
+        self.nuclei.labels(model).inc(count)
 
 
 class TelemetryMiddleware:
@@ -69,5 +70,5 @@ class TelemetryMiddleware:
             log.info(json.dumps({
                 "route": route, "method": scope["method"], "status": status,
                 "duration_ms": round(duration * 1000, 1),
-                "image": state.get("image_size"), "nuclei": state.get("nuclei"),
+                "image": state.get("image_size"), "nuclei": state.get("nuclei"), "model": state.get("model"),
             }))

@@ -20,6 +20,7 @@ from dask.distributed import Client, LocalCluster
 
 from batch.folder import run_folder
 from batch.slide import run_slide, wants_slide_mode
+from nuclei.registry import UnknownModel, resolve
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "nuclei-unet.int8.onnx"
 
@@ -29,7 +30,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("source", metavar="IN", help="folder, glob or fsspec URL of PNG/JPEG/TIFF/BMP images")
     p.add_argument("out", metavar="OUT", help="folder or fsspec URL for the results")
-    p.add_argument("--model", default=str(DEFAULT_MODEL), help="ONNX model with its card beside it")
+    p.add_argument("--model", default=str(DEFAULT_MODEL),
+                   help="ONNX model with its card beside it, or a model's name in --models-dir (the service's "
+                        "names: GET /models)")
+    p.add_argument("--models-dir", type=Path, default=os.environ.get("MODELS_DIR") or DEFAULT_MODEL.parent,
+                   help="where --model NAME is looked for (env MODELS_DIR, as the service's)")
     p.add_argument("--scheduler", default=os.environ.get("DASK_SCHEDULER_ADDRESS"),
                    help="tcp://host:8786 of a running cluster (env DASK_SCHEDULER_ADDRESS); "
                         "default: a LocalCluster with one single-threaded worker per core")
@@ -64,7 +69,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                             "median, or no with --range")
     slide.add_argument("--sample-pixels", type=int, default=1 << 22,
                        help="pixels sampled evenly over the slide for its normalisation statistics")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    try:
+        args.model = str(resolve(args.model, args.models_dir))
+    except UnknownModel as exc:
+        p.error(f"--model: {exc} (in {args.models_dir})")
+    return args
 
 
 def connect(args: argparse.Namespace, silence_logs: int = logging.WARNING, dashboard_address: str | None = None,

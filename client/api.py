@@ -115,9 +115,9 @@ class Client:
             raise ClientError(0, f"the server's answer is not the zip asked for: {exc}") from exc
         return {f.value: body for f, body in bodies.items()}, result
 
-    def check(self, timeout_s: float = 5.0) -> None:
-        """Before a run: the server answers, is a nuclei service, and takes our key (or needs
-        none). A ClientError with one line that says what to fix, otherwise nothing."""
+    def check(self, timeout_s: float = 5.0, model: str | None = None) -> None:
+        """Before a run: the server answers, is a nuclei service, takes our key (or needs
+        none), and serves `model`. A ClientError with one line that says what to fix, otherwise nothing."""
         url = str(self.http.base_url)
         try:
             ready = self.http.get("/ready", timeout=timeout_s)
@@ -137,6 +137,23 @@ class Client:
                 raise ClientError(401, f"{url} needs an API key: set NUCLEI_API_KEY")
             if self.http.get("/model", timeout=timeout_s).status_code == 401:
                 raise ClientError(401, f"{url} refused the API key in NUCLEI_API_KEY")
+        if model is not None:
+            self._check_model(model, timeout_s)
+
+    def _check_model(self, model: str, timeout_s: float) -> None:
+        """`model` is one the server serves now (GET /models), else the server's list."""
+        url = str(self.http.base_url)
+        listing = self.http.get("/models", timeout=timeout_s)
+        if listing.status_code == 404:
+            raise ClientError(0, f"{url} serves one model only (no GET /models): leave out --model")
+        if listing.status_code != 200:
+            raise ClientError(listing.status_code, f"GET /models: {_detail(listing)}")
+        models = listing.json()["models"]
+        if not any(m["name"] == model and m["serving"] for m in models):
+            refused = next((m["reason"] for m in models if m["name"] == model), None)
+            served = ", ".join(m["name"] for m in models if m["serving"])
+            why = f"refuses model {model!r} ({refused})" if refused else f"serves no model {model!r}"
+            raise ClientError(0, f"{url} {why}; it serves: {served}")
 
     def _outage(self, now: float) -> float:
         """When the current outage began (this failure, if none was going on)."""

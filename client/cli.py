@@ -59,7 +59,7 @@ def write_atomically(path: Path, content: bytes) -> None:
 def process(client: Client, image: Path, rel: str, stem: str, targets: dict[str, Path],
             quality: bool = True, params: dict[str, Any] | None = None) -> dict[str, Any]:
     """One image: every requested format from one request, or an error row with the server's detail.
-    `params`: the query parameters (diameter, threshold, pixel_size, page, channel); None: not sent."""
+    `params`: the query parameters (diameter, threshold, pixel_size, page, channel, model); None: not sent."""
     params = params or {}
     start = time.perf_counter()
     row: dict[str, Any] = {"path": rel, "width": "", "height": "", "count": "", "status": "ok", "error": "",
@@ -114,6 +114,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="skip the trust signal (summary.csv's quality and flag): one model pass less per image")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     plane = p.add_argument_group("what to segment, as the service's query parameters (POST /segment)")
+    plane.add_argument("--model", help="the model, by name (the server's GET /models); default: the server "
+                       "picks by the image's modality, else its default model")
     plane.add_argument("--diameter", type=float, help="median nucleus diameter in pixels (give it for 40×/63× "
                        "images); default: estimated per image")
     plane.add_argument("--threshold", type=float, help="foreground threshold 0..1; default: the model card's")
@@ -130,7 +132,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not args.source.is_dir():
         p.error(f"IN is not a folder: {args.source}")
     args.params = {"diameter": args.diameter, "threshold": args.threshold, "pixel_size": args.pixel_size,
-                   "page": args.page, "channel": args.channel}
+                   "page": args.page, "channel": args.channel, "model": args.model}
     return args
 
 
@@ -151,7 +153,7 @@ def sort_summary(path: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     with Client(args.url) as probe:
         try:
-            probe.check()
+            probe.check(model=args.model)
         except ClientError as exc:
             print(f"nuclei-client: {exc.detail}", file=sys.stderr)
             return 2

@@ -10,6 +10,8 @@ image alone then decides, and colour, the split routing needs, is read from the 
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import numpy as np
 
 from nuclei import scale
@@ -37,6 +39,18 @@ def median_diameter(labels: np.ndarray) -> float:
     return scale.median_diameter(labels) or 0.0
 
 
+def colour_spread(image: np.ndarray) -> float:
+    """Mean per-pixel spread (max − min) over R, G, B, in grey levels; 0 for grey and grey +
+    alpha. Unsigned integers stay integers (max − min cannot overflow): 40× quicker than in
+    float64, and the service asks it of every image it routes."""
+    if image.ndim == 2 or image.shape[-1] < 3:
+        return 0.0
+    r, g, b = (image[..., k] for k in range(3))
+    if image.dtype.kind != "u":
+        r, g, b = (c.astype(np.float64) for c in (r, g, b))
+    return float((np.maximum(np.maximum(r, g), b) - np.minimum(np.minimum(r, g), b)).mean())
+
+
 def _rgb(image: np.ndarray) -> np.ndarray:
     """Float RGB of an image as decoded: grey, grey + alpha, RGB or RGBA."""
     if image.ndim == 2:
@@ -55,10 +69,9 @@ def modality(image: np.ndarray, labels: np.ndarray | None = None) -> str:
     Without labels (a request to route) the same bright-background rule decides, and the
     size comes from the image alone (`nuclei.scale.coarse_diameter`).
     """
-    rgb = _rgb(image)
-    if float((rgb.max(axis=-1) - rgb.min(axis=-1)).mean()) > COLOUR_SPREAD:
+    if colour_spread(image) > COLOUR_SPREAD:
         return COLOUR_TISSUE
-    grey = rgb.mean(axis=-1)
+    grey = _rgb(image).mean(axis=-1)
     nucleus = labels > 0 if labels is not None else np.zeros(grey.shape, bool)
     if nucleus.any() and not nucleus.all():
         dark_nuclei = float(grey[nucleus].mean()) < float(grey[~nucleus].mean())
@@ -71,3 +84,15 @@ def modality(image: np.ndarray, labels: np.ndarray | None = None) -> str:
     if size >= LARGE_NUCLEUS_DIAMETER:
         return FLUORESCENCE_LARGE
     return FLUORESCENCE_SMALL
+
+
+def claimed_modality(image: np.ndarray, claimed: Collection[str]) -> str | None:
+    """`modality(image)` when it is one of `claimed`, else None, computing only what tells
+    them apart from the rest: when colour tissue alone is claimed, whether the image is colour
+    (under 1 ms at 520×696, against ~55 ms for the whole rule on a grey image, whose size
+    estimate normalises it). The service routes requests by it (nuclei.registry)."""
+    if set(claimed) <= {COLOUR_TISSUE}:
+        colour = bool(claimed) and colour_spread(image) > COLOUR_SPREAD
+        return COLOUR_TISSUE if colour else None
+    kind = modality(image)
+    return kind if kind in claimed else None

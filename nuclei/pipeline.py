@@ -3,14 +3,20 @@ service runs on an inference thread and any wing holding file bytes can call."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
 
 from nuclei import bundle
 from nuclei.encode import MEDIA_TYPES, OutputFormat, Segmentation, render
 from nuclei.imageio import Plane, decode_plane
 from nuclei.quality import Quality, assess
+from nuclei.registry import Choice
 from nuclei.segmenter import Segmenter
+
+Choose = Callable[[np.ndarray], Choice]
+"""Picks the model for a decoded image, with the reason (nuclei.registry: `model=` or modality)."""
 
 
 @dataclass(frozen=True)
@@ -23,10 +29,12 @@ class Result:
     plane: Plane
     diameter: float  # median nucleus diameter (px) used: the one asked for, or the estimate
     quality: Quality | None = None  # when asked for: the model's agreement with itself
+    model: dict[str, str] = field(default_factory=dict)  # the card's name, version, sha256 of the model that ran
+    route: str = ""  # why that model (a Choose's reason); empty when the caller gave the model
 
 
 def segment_bytes(
-    segmenter: Segmenter,
+    segmenter: Segmenter | Choose,
     data: bytes,
     *,
     output_format: OutputFormat | Sequence[OutputFormat],
@@ -42,8 +50,10 @@ def segment_bytes(
     """`pixel_size_um` overrides the TIFF's resolution tags for the µm measurements;
     `diameter` (px) the automatic nucleus size (nuclei.scale); `quality` adds the trust signal
     (nuclei.quality: one more pass). Several formats: one segmentation, every body in one zip
-    (`nuclei.bundle`)."""
+    (`nuclei.bundle`). `segmenter` may be a Choose: the model is then picked for the image
+    decoded, the plane that is segmented."""
     image, plane = decode_plane(data, max_pixels=max_pixels, page=page, channel=channel)
+    segmenter, route = segmenter(image) if callable(segmenter) else (segmenter, "")
     sized = segmenter.segment_sized(image, threshold, diameter, max_pixels=max_pixels)
     labels = sized.labels
     trust = assess(segmenter, image, sized, threshold) if quality else None
@@ -55,4 +65,4 @@ def segment_bytes(
     else:
         body, media_type = bundle.bundle(seg, formats), bundle.MEDIA_TYPE
     return Result(body, media_type, labels.shape[0], labels.shape[1], seg.count, plane,
-                  sized.diameter, trust)
+                  sized.diameter, trust, segmenter.info, route)

@@ -1,7 +1,8 @@
 // The web page's logic: queue the chosen images, send each to the API once (format=geojson,labels,
 // measurements,preview: outlines, tables, the label image and the plane segmented as 8-bit, in one zip) with at most
 // min(queue depth, 4) requests in flight, retry 503 after Retry-After, show one image at a
-// time, and pack every result into one zip (makeZip: zip.js). Plain browser JavaScript.
+// time, and pack every result into one zip (makeZip: zip.js). The model picker lists GET /models;
+// "automatic" sends no model=, and the server routes each image. Plain browser JavaScript.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -151,6 +152,30 @@ async function loadLimits() {
   if (state.limits.api_key_required) $("key-row").hidden = false;
 }
 
+/** The picker: "automatic" first, then each model the server serves (GET /models), the choice kept.
+ * Loaded with the page and again when an API key is entered (a keyed server answers 401 before). */
+async function loadModels() {
+  let models;
+  try {
+    const response = await fetch("models", { headers: authHeaders() });
+    if (!response.ok) return;
+    models = (await response.json()).models.filter((m) => m.serving);
+  } catch {
+    return; // an older server without /models: automatic only
+  }
+  const select = $("model-choice");
+  const chosen = select.value;
+  const option = (value, text) => Object.assign(document.createElement("option"), { value, textContent: text });
+  select.replaceChildren(option("", "automatic"), ...models.map((m) => option(m.name, m.name +
+    (m.default ? " (default)" : "") + (m.modalities.length ? ` (for ${m.modalities.join(", ")})` : ""))));
+  select.value = models.some((m) => m.name === chosen) ? chosen : "";
+}
+
+function authHeaders() {
+  const key = $("api-key").value.trim();
+  return key ? { Authorization: `Bearer ${key}` } : {};
+}
+
 async function errorDetail(response) {
   try {
     const body = await response.json();
@@ -172,12 +197,12 @@ async function segment(item, format) {
     const value = $(name).value.trim();
     if (value) params.set(name, value);
   }
+  const model = $("model-choice").value; // empty: automatic, the server routes by the image
+  if (model) params.set("model", model);
   for (let attempt = 0; ; attempt++) {
     const body = new FormData();
     body.append("file", item.file, item.file.name);
-    const headers = {};
-    const key = $("api-key").value.trim();
-    if (key) headers.Authorization = `Bearer ${key}`;
+    const headers = authHeaders();
     let response;
     try {
       response = await fetch(`segment?${params}`, { method: "POST", body, headers });
@@ -221,7 +246,7 @@ async function process(item) {
     item.diameter = answer.headers.get("X-Nucleus-Diameter");
     item.quality = answer.headers.get("X-Segmentation-Quality"); // null when not asked for
     item.flag = answer.headers.get("X-Segmentation-Flag") ?? "";
-    item.model = ["Name", "Version", "Sha256"].map((h) => answer.headers.get(`X-Model-${h}`));
+    item.model = ["Name", "Version", "Sha256", "Route"].map((h) => answer.headers.get(`X-Model-${h}`));
     showModel(item.model);
     item.labels = new Blob([part(".labels.png")], { type: "image/png" });
     [item.width, item.height] = await pngSize(item.labels);
@@ -240,9 +265,10 @@ async function process(item) {
   }
 }
 
-function showModel([name, version, sha256]) {
+function showModel([name, version, sha256, route]) {
   if (!name) return;
-  $("model").textContent = `Model: ${name} ${version || ""}` + (sha256 ? ` (sha256 ${sha256.slice(0, 12)}…)` : "");
+  $("model").textContent = `Model: ${name} ${version || ""}` + (sha256 ? ` (sha256 ${sha256.slice(0, 12)}…)` : "") +
+    (route ? ` · chosen: ${route}` : "");
 }
 
 // ---- the queue --------------------------------------------------------------------------
@@ -389,6 +415,8 @@ async function show(item) {
   $("size").textContent = `${item.width} × ${item.height} pixels` +
     (item.diameter ? ` · nuclei about ${item.diameter} px across` : "");
   $("result-quality").replaceChildren(qualityBadge(item));
+  const [model, , , route] = item.model || [];
+  $("result-model").textContent = model ? `model ${model}` + (route ? ` (${route})` : "") : "";
   const stem = stemOf(item.file.name);
   setLink("dl-labels", item.labels, `${stem}.labels.png`);
   setLink("dl-geojson", new Blob([item.geojsonBytes], { type: "application/geo+json" }), `${stem}.geojson`);
@@ -600,7 +628,9 @@ function setUp() {
     const delta = { "+": 0.25, "=": 0.25, "-": -0.25 }[event.key];
     if (delta) setZoom(state.zoom + delta);
   });
+  $("api-key").addEventListener("change", loadModels);
   state.limitsLoaded = loadLimits();
+  loadModels();
 }
 
 setUp();

@@ -16,7 +16,7 @@ from tests.conftest import GOOD, assert_serves, make_client, post
 
 
 def blocking_segment(monkeypatch, client, release: threading.Event, started: threading.Event) -> None:
-    segmenter = client.app.state.segmenter
+    segmenter = client.app.state.registry.default
     segment = segmenter.segment_sized  # what the service calls
 
     def slow(image, *args, **kwargs):

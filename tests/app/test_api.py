@@ -128,7 +128,7 @@ def test_ready_is_503_before_model_loads():
 @pytest.mark.parametrize(("spinning", "entry"), [(True, "1"), (False, "0")])
 def test_spinning_setting_reaches_the_session(spinning, entry):
     with make_client(intra_op_spinning=spinning) as client:
-        options = client.app.state.segmenter.session.get_session_options()
+        options = client.app.state.registry.default.session.get_session_options()
         assert options.get_session_config_entry("session.intra_op.allow_spinning") == entry
         data = read_sample(SAMPLE_NAMES[0])[0]
         response = client.post("/segment", files={"file": ("a.png", data)})

@@ -36,7 +36,7 @@ def test_enlarged_image_with_and_without_diameter(client):
 
 @pytest.mark.parametrize("diameter", ["1", "5000"])
 def test_out_of_range_diameter_is_422_naming_the_range(client, diameter):
-    low, high = allowed(client.app.state.segmenter.card.nucleus_scale)
+    low, high = allowed(client.app.state.registry.default.card.nucleus_scale)
     r = post(client, read_sample(NAME)[0], diameter=diameter)
     assert r.status_code == 422
     assert f"{low:.1f} to {high:.1f}" in r.json()["detail"]

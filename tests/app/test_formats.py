@@ -143,7 +143,7 @@ def test_page_of_a_png_is_422(client):
 
 def test_several_formats_come_from_one_segmentation_in_one_zip(client, monkeypatch):
     data, _, _ = read_sample("fluorescence_256x256")
-    segmenter = client.app.state.segmenter
+    segmenter = client.app.state.registry.default
     calls = []
     segment_sized = segmenter.segment_sized
     monkeypatch.setattr(segmenter, "segment_sized", lambda *a, **k: calls.append(1) or segment_sized(*a, **k))

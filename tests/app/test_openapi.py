@@ -209,7 +209,7 @@ def test_error_examples_are_what_the_app_answers(monkeypatch):
         assert_documented(spec, post(small, format="jpeg"), 422)
         assert_documented(spec, client.post("/segment", headers=auth), 422)
     with make_client(request_timeout_s=0.05) as client:
-        segmenter = client.app.state.segmenter
+        segmenter = client.app.state.registry.default
         segment = segmenter.segment_sized
 
         def slow(image, *args, **kwargs):

@@ -16,9 +16,10 @@ import pytest
 import tifffile
 from dask.distributed import Client, LocalCluster
 
-from batch.cli import main
+from batch.cli import main, parse_args
 from tests.channels import dapi_png, layouts
 from tests.conftest import ROOT, SAMPLE_NAMES, png_bytes, read_png, read_sample
+from tests.models import add_model, model_folder
 
 
 def write_images(folder: Path, copies: int) -> list[Path]:
@@ -206,3 +207,22 @@ def test_no_quality_leaves_the_columns_empty(tmp_path: Path) -> None:
     (row,) = pq.read_table(out / "images.parquet").to_pylist()
     assert row["status"] == "ok" and row["count"] > 0
     assert (row["quality"], row["flag"]) == (None, None)
+
+
+def test_model_by_name_is_found_in_the_models_folder_as_the_service_names_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    folder, _ = model_folder(tmp_path / "served")
+    special = add_model(folder, "special", version="7.7.7")
+    monkeypatch.setenv("MODELS_DIR", str(folder))  # the service's setting, read by nuclei-batch too
+    source, out = tmp_path / "in", tmp_path / "out"
+    write_images(source, copies=1)
+    assert parse_args([str(source), str(out), "--model", "special"]).model == str(special)
+    assert parse_args([str(source), str(out), "--model", str(special)]).model == str(special), "a path as before"
+    with pytest.raises(SystemExit) as refused:
+        parse_args([str(source), str(out), "--model", "stained"])
+    assert refused.value.code == 2
+    expected = f"--model: unknown model 'stained'; available: nuclei-unet.int8, special (in {folder})"
+    assert expected in capsys.readouterr().err
+    assert main([str(source), str(out), "--model", "special", "--workers", "1", "--no-quality", "--quiet"]) == 0
+    rows = pq.read_table(out / "images.parquet").to_pylist()
+    assert len(rows) == len(SAMPLE_NAMES) and {r["model_version"] for r in rows} == {"7.7.7"}

@@ -4,6 +4,7 @@ the summary and exit status, a server killed and restarted mid-run, and resume."
 from __future__ import annotations
 
 import csv
+import re
 import signal
 import subprocess
 import sys
@@ -374,3 +375,28 @@ def test_the_summary_says_which_images_to_check_and_no_quality_skips_the_pass(se
     assert {rows[p.relative_to(tmp_path / "in").as_posix()]["flag"] for p in paths} == {"ok", "check"}
     assert run_client(tmp_path / "in", tmp_path / "plain", server, "--no-quality").wait(120) == 1
     assert {(r["quality"], r["flag"]) for r in summary(tmp_path / "plain").values()} == {("", "")}
+
+
+def test_model_picks_the_model_and_one_the_server_lacks_fails_fast_with_its_list(server: int, tmp_path: Path) -> None:
+    """The server serves the committed folder: nuclei-unet (float32) beside the default INT8 model."""
+    paths = image_folder(tmp_path / "in", copies=1)
+    url = f"http://127.0.0.1:{server}"
+    status, err, seconds = run_to_end([str(tmp_path / "in"), str(tmp_path / "none"), "--url", url,
+                                       "--model", "stained"], timeout=60)
+    assert (status, err.strip()) == (2, f"nuclei-client: {url} serves no model 'stained'; "
+                                        "it serves: nuclei-unet, nuclei-unet.int8")
+    assert seconds < 10 and not (tmp_path / "none").exists(), "refused before any image is sent"
+
+    def served(model: str) -> float:
+        match = re.search(rf'^images_processed_total{{model="{re.escape(model)}"}} (\S+)$',
+                          httpx.get(f"{url}/metrics").text, re.M)
+        return float(match[1]) if match else 0.0
+
+    before = served("nuclei-unet")
+    status, err, _ = run_to_end([str(tmp_path / "in"), str(tmp_path / "out"), "--url", url,
+                                 "--model", "nuclei-unet", "--no-quality"], timeout=300)
+    assert status == 1, err  # the corrupt file
+    assert served("nuclei-unet") - before == len(paths), "every image went to the model asked for"
+    with Client(url) as client:
+        result = client.segment(paths[0], model="nuclei-unet")
+    assert (result.headers["x-model-name"], result.headers["x-model-route"]) == ("nuclei-unet", "requested")

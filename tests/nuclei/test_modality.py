@@ -10,6 +10,8 @@ from nuclei.modality import (
     FLUORESCENCE_LARGE,
     FLUORESCENCE_SMALL,
     LARGE_NUCLEUS_DIAMETER,
+    claimed_modality,
+    colour_spread,
     median_diameter,
     modality,
 )
@@ -86,3 +88,16 @@ def test_image_alone_routes_like_the_labels_on_colour_and_brightness(name):
     with_labels, alone = modality(image, labels), modality(image)
     assert (with_labels in FLUORESCENCE) == (alone in FLUORESCENCE)
     assert (with_labels == COLOUR_TISSUE) == (alone == COLOUR_TISSUE)
+
+
+@pytest.mark.parametrize("name", ["he_stained_256x320", "brightfield_320x320", "fluorescence_256x256"])
+def test_the_routing_shortcut_agrees_with_the_whole_rule(name):
+    """The service routes by `claimed_modality`: colour alone when only colour tissue is claimed,
+    the whole rule otherwise; either way the answer `modality(image)` gives, or None."""
+    _, image, _ = read_sample(name)
+    whole = modality(image)
+    rgb = image[..., :3].astype(np.float64)
+    assert colour_spread(image) == pytest.approx(float((rgb.max(axis=-1) - rgb.min(axis=-1)).mean()), abs=1e-9)
+    assert colour_spread(image.astype(np.float32)) == pytest.approx(colour_spread(image))
+    for claimed in ({COLOUR_TISSUE}, {COLOUR_TISSUE, BRIGHT_FIELD}, set(FLUORESCENCE), set()):
+        assert claimed_modality(image, claimed) == (whole if whole in claimed else None), claimed
