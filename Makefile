@@ -2,14 +2,14 @@
 #   make serve   create .venv if missing, install the service, serve models/ on $PORT
 #   make test    install the training, napari and test extras too, run ruff and the test suite
 # Others: make bench (speed), make soak (load), make container-smoke (image),
-# make train → make export → make evaluate (the model).
+# make train → make export → make evaluate (the model); make finetune (a lab's own model).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 export PORT
 
-.PHONY: serve test lint bench soak container-smoke train export evaluate package clean
+.PHONY: serve test lint bench soak container-smoke train export evaluate package finetune clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,14 @@ evaluate: $(VENV)/.dev
 # Every served model as a bioimage.io package: dist/<model>.bioimageio.zip (docs/bioimageio.md).
 package: $(VENV)/.dev
 	$(BIN)/python -m training package --out dist
+
+# A lab's labelled images → models/NAME.{onnx,int8.onnx} with cards, from the served model
+# (docs/finetune.md): make finetune IMAGES=DIR [LABELS=DIR] NAME=NAME [MINUTES=30] [FINETUNE_ARGS='--val DIR …']
+MINUTES ?= 30
+finetune: $(VENV)/.dev
+	@test -n "$(IMAGES)" -a -n "$(NAME)" || { echo "usage: make finetune IMAGES=DIR [LABELS=DIR] NAME=NAME [MINUTES=30] [FINETUNE_ARGS=...]"; exit 2; }
+	$(BIN)/python -m training finetune "$(IMAGES)" $(if $(LABELS),"$(LABELS)") --out "models/$(NAME)" \
+		--minutes $(MINUTES) $(FINETUNE_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

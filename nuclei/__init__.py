@@ -11,6 +11,7 @@
     regions      where a nucleus gets its area, centroid and box: once, for every format
     rle          where a nucleus becomes run-length encoding, a CSV row, a JSON record
     geojson      where a nucleus becomes a polygon (QuPath detections)
+    labelio      where labels are read back: label images, Kaggle masks, QuPath GeoJSON
     measure      one row of measurements per nucleus
     encode       labels → the body of each output format
     bundle       several formats of one segmentation in one zip
@@ -22,6 +23,7 @@
     stitch       the blocks' owned nuclei into label tiles with image-wide ids
     big          a large image block by block through the Segmenter, without Dask
     card         the typed model card: load (sha256 checked), save
+    registry     every model of a folder by its card's name: reload on change, routing by modality
     cpu          the CPU's flags: which INT8 kernels run, whether answers are the card's
 
 No web framework and no training framework here: imports point down into this package only.

@@ -74,6 +74,33 @@ class Scale(_Section):
     description: str = ""
 
 
+class Parent(_Section):
+    """The model a fine-tune started from, as the service named it; `sha256` is of `file`."""
+
+    name: str
+    version: str
+    sha256: str = Field(pattern="^[0-9a-f]{64}$")
+    file: str
+
+
+class FineTune(_Section):
+    """What `training finetune` did to the parent: on which images (names, and one hash over
+    the sorted names and bytes of images and labels, so a card proves which files it learnt
+    from), for how long, and its scores before/after on images it never trained on."""
+
+    parent: Parent
+    images: list[str] = Field(description="names of the images trained on")
+    images_sha256: str = Field(pattern="^[0-9a-f]{64}$")
+    held_out: list[str] = Field(description="names of the images scored before/after, never trained on")
+    held_out_sha256: str | None = Field(None, pattern="^[0-9a-f]{64}$")
+    minutes: float = Field(ge=0, description="wall minutes of training")
+    steps: int = Field(ge=0)
+    settings: dict[str, Any] = {}
+    # {"before": {"float32": {...}, "int8": {...}}, "after": {...}}: means over `held_out`
+    metrics: dict[str, dict[str, dict[str, int | float]]] = {}
+    worse_than_parent: bool = False
+
+
 # For a card written before `scale` existed: what `training diameters` measured on DSB2018.
 DEFAULT_SCALE = Scale(diameter=18.3, low=8.5, high=59.2)
 
@@ -100,6 +127,7 @@ class ModelCard(_Section):
     # Modalities (nuclei.modality.MODALITIES) this model is the service's choice for: a request
     # without `model=` whose image is of one of them goes to it (docs/models.md).
     modalities: list[str] | None = None
+    finetune: FineTune | None = None  # a model made by `training finetune` (docs/finetune.md)
 
     @field_validator("modalities")
     @classmethod

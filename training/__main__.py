@@ -1,4 +1,5 @@
-"""Command line: python -m training {train,export,tune,quantize,evaluate,diameters,quality-study,package} --help."""
+"""Command line: python -m training {train,export,tune,quantize,evaluate,diameters,quality-study,package,
+finetune,subset} --help."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import os
 import sys
 from dataclasses import replace
 from pathlib import Path
+
+from training import finetune, subset  # no TensorFlow: it loads once a fine-tune's input is checked
 
 DEFAULT_DATA = "../shared/datasets/dsb2018/stage1_train.zip"
 DEFAULT_MODEL = "models/nuclei-unet.onnx"
@@ -115,6 +118,9 @@ def _parser() -> argparse.ArgumentParser:
     k = sub.add_parser("package", **fmt, help="served models → bioimage.io packages (spec 0.5, docs/bioimageio.md)")
     k.add_argument("--model", nargs="+", default=[DEFAULT_MODEL, DEFAULT_INT8], help="ONNX files with their cards")
     k.add_argument("--out", default="dist", help="folder for <model>.bioimageio.zip")
+
+    finetune.add_parser(sub, parent=DEFAULT_INT8)
+    subset.add_parser(sub, data=DEFAULT_DATA, model=DEFAULT_INT8)
     return p
 
 
@@ -127,6 +133,10 @@ def main(argv: list[str] | None = None) -> int:
         from training.package import package_command
 
         return package_command(args.model, args.out)
+    if args.command == "finetune":  # a lab's folders: checked before TensorFlow loads
+        return finetune.finetune_command(args)
+    if args.command == "subset":
+        return subset.subset_command(args)
     from training.data import Dataset, DatasetError
 
     try:
@@ -169,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from training.augment import AUGMENT_PRESETS
-    from training.train import TrainConfig, train
+    from training.train import TrainConfig, logged_to, train
 
     augment = AUGMENT_PRESETS[args.augment]
     if args.rare_weight is not None:
@@ -189,17 +199,8 @@ def _train(args: argparse.Namespace) -> int:
         cfg.epochs, cfg.steps_per_epoch, cfg.batch_size = 1, 2, 2
         cfg.max_images = cfg.max_images or 6
         cfg.val_fraction = 0.34
-    run_dir = Path(cfg.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(run_dir / "train.log")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-    logger = logging.getLogger("training")
-    logger.addHandler(handler)
-    try:
+    with logged_to(Path(cfg.run_dir)):
         train(cfg)
-    finally:
-        logger.removeHandler(handler)
-        handler.close()
     return 0
 
 

@@ -14,7 +14,8 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from nuclei.imageio import decode_image
+from nuclei.imageio import decode_image, read_header
+from nuclei.labelio import stack_masks
 
 LAYOUT = "<root>/<id>/images/<id>.png and <root>/<id>/masks/*.png (the Kaggle DSB2018 layout)"
 
@@ -63,15 +64,19 @@ class Dataset:
             return self._zip.read(name)
         return (self.path / name).read_bytes()
 
+    def image_bytes(self, image_id: str) -> bytes:
+        """The image file as stored, to copy it unchanged."""
+        return self._read(self._images[image_id])
+
+    def size(self, image_id: str) -> tuple[int, int]:
+        """(height, width) from the image's header alone: a cheap filter before `load`."""
+        header = read_header(self.image_bytes(image_id))
+        return header.height, header.width
+
     def load(self, image_id: str) -> Sample:
-        image = decode_image(self._read(self._images[image_id]))
-        labels = np.zeros(image.shape[:2], np.int32)
-        for k, name in enumerate(self._masks[image_id], start=1):
-            mask = decode_image(self._read(name))
-            if mask.ndim == 3:
-                mask = mask[..., 0]
-            labels[mask > 0] = k
-        return Sample(image_id, image, labels)
+        image = decode_image(self.image_bytes(image_id))
+        masks = (decode_image(self._read(name)) for name in self._masks[image_id])
+        return Sample(image_id, image, stack_masks(masks, image.shape[:2]))
 
     def __iter__(self) -> Iterator[Sample]:
         return (self.load(i) for i in self.ids)

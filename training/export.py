@@ -8,6 +8,7 @@ import logging
 import os
 import platform
 import shutil
+from collections.abc import Iterable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -82,32 +83,42 @@ def parity(model, onnx_path: Path, images: list[np.ndarray], multiple: int) -> f
 def parity_images(data: str, ids: list[str], count: int = 3) -> list[np.ndarray]:
     """A few validation images of different shapes, so H/W mix-ups cannot pass."""
     dataset = Dataset(data)
+    return distinct_shapes((dataset.load(i).image for i in ids), count)
+
+
+def distinct_shapes(images: Iterable[np.ndarray], count: int = 3) -> list[np.ndarray]:
+    """The first image of each shape, up to `count` shapes (read lazily: a generator stops early)."""
     chosen: dict[tuple[int, int], np.ndarray] = {}
-    for image_id in ids:
-        image = dataset.load(image_id).image
+    for image in images:
         chosen.setdefault(image.shape[:2], image)
         if len(chosen) == count:
             break
     return list(chosen.values())
 
 
-def export(run_dir: Path, out: Path, data: str, version: str) -> ModelCard:
-    model, config = load_keras(run_dir)
+def checked_onnx(model, out: Path, images: list[np.ndarray], multiple: int) -> tuple[float, int]:
+    """`out` written only if the ONNX graph reproduces Keras on `images`: (largest
+    difference, transposed convolutions rewritten); ExportError otherwise."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".onnx.tmp")
     rewritten = to_onnx(model, tmp)
-    multiple = stride(tuple(config["filters"]))
-    diff = parity(model, tmp, parity_images(data, config["val_ids"]), multiple)
+    diff = parity(model, tmp, images, multiple)
     if diff > PARITY_TOLERANCE:
         tmp.unlink()
         raise ExportError(f"ONNX differs from Keras by {diff:.2e} > {PARITY_TOLERANCE:.0e}")
     os.replace(tmp, out)
+    return diff, rewritten
+
+
+def export(run_dir: Path, out: Path, data: str, version: str) -> ModelCard:
+    model, config = load_keras(run_dir)
+    multiple = stride(tuple(config["filters"]))
+    diff, rewritten = checked_onnx(model, out, parity_images(data, config["val_ids"]), multiple)
     model.save_weights(out.parent / f"{out.stem}.weights.h5")  # weights only, no optimiser state
     for name, suffix in (("curves.png", "curves.png"), ("history.csv", "history.csv")):
         if (run_dir / name).exists():
             shutil.copyfile(run_dir / name, out.parent / f"{out.stem}.{suffix}")
-    card = build_card(out, config, version, diff)
-    card.export["rewrites"] = f"{rewritten} × 2×2/stride-2 ConvTranspose → 1×1 Conv + DepthToSpace"
+    card = build_card(out, config, version, export_record(diff, rewritten))
     if cards.card_path(out).exists():  # keep evaluation results of the same weights
         previous = cards.parse(cards.card_path(out))
         if previous.sha256 == card.sha256:
@@ -117,11 +128,20 @@ def export(run_dir: Path, out: Path, data: str, version: str) -> ModelCard:
     return card
 
 
-def build_card(onnx_path: Path, config: dict[str, Any], version: str, diff: float) -> ModelCard:
+def export_record(diff: float, rewritten: int) -> dict[str, Any]:
+    """The card's `export`: how the ONNX file was made and how close it is to Keras."""
     import keras
     import tensorflow as tf
     import tf2onnx
 
+    return {
+        "opset": OPSET, "parity_max_abs_diff": diff, "tensorflow": tf.__version__,
+        "keras": keras.__version__, "tf2onnx": tf2onnx.__version__, "python": platform.python_version(),
+        "rewrites": f"{rewritten} × 2×2/stride-2 ConvTranspose → 1×1 Conv + DepthToSpace",
+    }
+
+
+def build_card(onnx_path: Path, config: dict[str, Any], version: str, export: dict[str, Any]) -> ModelCard:
     history = onnx_path.parent / f"{onnx_path.stem}.history.csv"
     return ModelCard.model_validate({
         "name": onnx_path.stem,
@@ -157,11 +177,7 @@ def build_card(onnx_path: Path, config: dict[str, Any], version: str, diff: floa
                 "precision", "time_limit_minutes")},
             "history": history.name if history.exists() else None,
         },
-        "export": {
-            "opset": OPSET, "parity_max_abs_diff": diff, "tensorflow": tf.__version__,
-            "keras": keras.__version__, "tf2onnx": tf2onnx.__version__,
-            "python": platform.python_version(),
-        },
+        "export": export,
         "metrics": {},
         "scale": trained_scale(config),
     })

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,15 +38,23 @@ def calibration_batches(
     """`count` normalised crops (1×crop×crop×3 float32) of training images."""
     dataset = Dataset(data)
     pool = [i for i in dataset.ids if i not in exclude]
+    batches = calibration_crops(lambda k: dataset.load(pool[k]).image, len(pool), count, crop, seed)
+    note = f"{len(batches)} training images (validation ids excluded), one {crop}×{crop} crop each, seed {seed}"
+    return batches, note
+
+
+def calibration_crops(image: Callable[[int], np.ndarray], n: int, count: int, crop: int,
+                      seed: int = 0) -> list[np.ndarray]:
+    """One random crop of each of `count` images drawn from `n` (`image(k)` reads the k-th,
+    only for those drawn)."""
     rng = np.random.default_rng(seed)
     batches = []
-    for k in sorted(rng.choice(len(pool), size=min(count, len(pool)), replace=False)):
-        x = pad_to_multiple(normalize(dataset.load(pool[int(k)]).image), crop)
+    for k in sorted(rng.choice(n, size=min(count, n), replace=False)):
+        x = pad_to_multiple(normalize(image(int(k))), crop)
         y0 = int(rng.integers(0, x.shape[0] - crop + 1))
         x0 = int(rng.integers(0, x.shape[1] - crop + 1))
         batches.append(np.ascontiguousarray(x[None, y0 : y0 + crop, x0 : x0 + crop]))
-    note = f"{len(batches)} training images (validation ids excluded), one {crop}×{crop} crop each, seed {seed}"
-    return batches, note
+    return batches
 
 
 def quantize_int8(model: Path, out: Path, batches: list[np.ndarray], input_name: str = "image",
@@ -100,6 +109,12 @@ def quantize(model: Path, out: Path, data: str, images: int = 32, crop: int = 25
              reduce_range: bool = False) -> ModelCard:
     card = cards.load(model)
     batches, note = calibration_batches(data, set(card.training.validation_ids), images, crop)
+    return write_int8(model, out, batches, note, reduce_range)
+
+
+def write_int8(model: Path, out: Path, batches: list[np.ndarray], note: str, reduce_range: bool) -> ModelCard:
+    """The INT8 model of `model`, calibrated on `batches` (`note` says on what), and its card."""
+    card = cards.load(model)
     seconds = quantize_int8(model, out, batches, card.input.name, reduce_range)
     int8 = derived_card(model, out, {
         "how": "onnxruntime.quantization.quantize_static",

@@ -9,7 +9,9 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +22,7 @@ from tqdm import tqdm
 
 from nuclei.cpu import describe
 from nuclei.normalize import normalize
+from nuclei.postprocess import OUTPUT_CHANNELS
 from training import checkpoint
 from training.augment import (
     AugmentConfig,
@@ -29,7 +32,7 @@ from training.augment import (
     validation_pair,
 )
 from training.checkpoint import RunState
-from training.data import Dataset, split_ids
+from training.data import Dataset, Sample, split_ids
 from training.host import auto_precision
 from training.model import build_unet, warm_start
 
@@ -59,6 +62,8 @@ class TrainConfig:
     checkpoint: str = ""  # the run's state file ("": RUN_DIR/checkpoint.npz); resumed when it exists
     checkpoint_minutes: float = 2.0  # wall minutes between checkpoints (and at every epoch's end)
     cpu_budget_minutes: float = 0.0  # the run's CPU time over all its legs; 0: no limit
+    outputs: int = len(OUTPUT_CHANNELS)  # output channels: a fine-tune keeps its parent's (1.3.0: 2)
+    lr_floor: float = 0.05  # the cosine schedule's end, a fraction of the rate; 1: constant (fine-tunes)
 
 
 # What a resumed leg takes from its command line; everything else comes from the checkpoint.
@@ -128,7 +133,7 @@ def draw_batch(images, labels, p: np.ndarray, cfg: TrainConfig, step: int) -> tu
     rng = np.random.default_rng([cfg.seed, step])
     picks = rng.choice(len(images), size=cfg.batch_size, p=p)
     pairs = [training_pair(images[i], labels[i], cfg.augment, rng) for i in picks]
-    return np.stack([x for x, _ in pairs]), np.stack([y for _, y in pairs])
+    return np.stack([x for x, _ in pairs]), np.stack([y[..., : cfg.outputs] for _, y in pairs])
 
 
 class StopRequest:
@@ -155,9 +160,9 @@ class StopRequest:
 
 def compiled_model(cfg: TrainConfig, state: RunState, saved) -> keras.Model:
     """The U-Net with its optimiser, from the checkpoint when there is one."""
-    model = build_unet(tuple(cfg.filters))
+    model = build_unet(tuple(cfg.filters), outputs=cfg.outputs)
     schedule = keras.optimizers.schedules.CosineDecay(
-        cfg.learning_rate, decay_steps=state.total_steps, alpha=0.05)
+        cfg.learning_rate, decay_steps=state.total_steps, alpha=cfg.lr_floor)
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss=bce_dice_loss)
     if saved is not None:
         weights, optimizer = saved
@@ -189,9 +194,10 @@ def resume_point(cfg: TrainConfig) -> tuple[TrainConfig, RunState, tuple | None]
     return recipe, state, (weights, optimizer)
 
 
-def train(cfg: TrainConfig) -> Path:
+def train(cfg: TrainConfig, samples: tuple[list[Sample], list[Sample]] | None = None) -> Path:
     """Train, or resume from the checkpoint, until the run is done or this leg's limits
-    (wall minutes, CPU budget, a signal) end it; returns the best weights' path."""
+    (wall minutes, CPU budget, a signal) end it; returns the best weights' path. `samples`:
+    (training, validation) images already in memory (a fine-tune's), instead of `cfg.data`'s split."""
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg.checkpoint = cfg.checkpoint or str(run_dir / "checkpoint.npz")
@@ -202,7 +208,7 @@ def train(cfg: TrainConfig) -> Path:
     keras.mixed_precision.set_global_policy(precision)
 
     t0, cpu0 = time.monotonic(), time.process_time()
-    train_set, val_set = load_split(cfg)
+    train_set, val_set = samples if samples is not None else load_split(cfg)
     log.info("loaded %d training and %d validation images in %.0f s",
              len(train_set), len(val_set), time.monotonic() - t0)
     pairs = [prepared(s, cfg) for s in train_set]
@@ -210,7 +216,7 @@ def train(cfg: TrainConfig) -> Path:
     p = np.asarray(sampling_weights(train_set, cfg), np.float64)
     p /= p.sum()
     val_pairs = [validation_pair(*prepared(s, cfg), cfg.augment.crop) for s in val_set]
-    val_x, val_y = np.stack([x for x, _ in val_pairs]), np.stack([y for _, y in val_pairs])
+    val_x, val_y = np.stack([x for x, _ in val_pairs]), np.stack([y[..., : cfg.outputs] for _, y in val_pairs])
     (run_dir / "config.json").write_text(json.dumps(
         {**asdict(cfg), "train_ids": [s.image_id for s in train_set],
          "val_ids": [s.image_id for s in val_set]}, indent=1))
@@ -242,6 +248,7 @@ def train(cfg: TrainConfig) -> Path:
             loss = float(model.train_on_batch(x, y, return_dict=True)["loss"])
             state.step += 1
             state.loss_sum += loss
+            bar.total = leg.projected_total(state)
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}")
             if state.step % cfg.steps_per_epoch == 0:
@@ -308,6 +315,16 @@ class Leg:
                            val_loss=round(last.get("val_loss", float("nan")), 4))
         state.legs.append(dict(self.record))
 
+    def projected_total(self, state: RunState) -> int:
+        """The step the leg will end at: the planned last one, or, at this leg's pace so far,
+        the one its time limit falls at (so the progress bar ends where the leg does)."""
+        done = state.step - self.record["from_step"]
+        if self.deadline is None or not done:
+            return state.total_steps
+        now = time.monotonic()
+        left = max(0.0, self.deadline - now) / ((now - self.wall0) / done)
+        return min(state.total_steps, state.step + int(left))
+
     def cpu_seconds(self) -> float:
         """The run's CPU time so far: earlier legs and this one."""
         return self.cpu_before + time.process_time() - self.cpu0
@@ -317,6 +334,21 @@ class Leg:
             return True
         budget = self.cfg.cpu_budget_minutes * 60
         return budget > 0 and self.cpu_seconds() >= budget
+
+
+@contextmanager
+def logged_to(run_dir: Path) -> Iterator[None]:
+    """The `training` log also into RUN_DIR/train.log, for the run's record."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(run_dir / "train.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    log.addHandler(handler)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+
 
 def plot_curves(history_csv: Path, out_png: Path) -> None:
     import matplotlib

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Iterable
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import numpy as np
 from nuclei import card as cards
 from nuclei.postprocess import CONTACT, Thresholds, instances
 from nuclei.segmenter import Segmenter
-from training.data import Dataset
+from training.data import Dataset, Sample
 from training.metrics import dsb_score
 
 log = logging.getLogger("training")
@@ -39,9 +40,14 @@ def tune(model: Path, data: str, images: int, seed: int) -> Thresholds:
     pool = [i for i in dataset.ids if i not in held_out]
     rng = np.random.default_rng(seed)
     ids = sorted(rng.choice(pool, size=min(images, len(pool)), replace=False).tolist())
+    return tune_on(segmenter, (dataset.load(i) for i in ids), "training split (validation ids excluded)")
+
+
+def tune_on(segmenter: Segmenter, samples: Iterable[Sample], source: str) -> Thresholds:
+    """The grid searched on `samples` (never held-out images), the best written into the
+    model's card with `source` saying what they were."""
     cases = []
-    for image_id in ids:
-        sample = dataset.load(image_id)
+    for sample in samples:
         factor = segmenter.segment_sized(sample.image).factor  # the size the service segments it at
         cases.append((segmenter.probabilities(sample.image, factor=factor), sample.labels, factor))
     search = grid(len(segmenter.card.output.channels))
@@ -52,13 +58,11 @@ def tune(model: Path, data: str, images: int, seed: int) -> Thresholds:
         results.append((score, candidate))
         log.info("%s → %.4f", dict(zip(search, values, strict=True)), score)
     best_score, best = max(results, key=lambda r: r[0])
-    log.info("best on %d training images: %.4f with %s", len(ids), best_score, asdict(best))
+    log.info("best on %d training images: %.4f with %s", len(cases), best_score, asdict(best))
     card = segmenter.card.model_copy(update={
         "postprocess": best,
-        "postprocess_tuning": {
-            "images": len(ids), "source": "training split (validation ids excluded)",
-            "grid": search, "dsb_score": round(best_score, 4),
-        },
+        "postprocess_tuning": {"images": len(cases), "source": source, "grid": search,
+                               "dsb_score": round(best_score, 4)},
     })
-    cards.save(card, model)
+    cards.save(card, segmenter.model_path)
     return best
