@@ -5,7 +5,7 @@
 #
 # Two stages: the builder installs the project and its runtime dependencies (`pip install .`,
 # not the train/dev extras: no TensorFlow) into a virtual environment; the final stage gets
-# that environment and the model, nothing else (no pip, no compilers, no tests, no sources
+# that environment and the INT8 models, nothing else (no pip, no compilers, no tests, no sources
 # of the training package).
 
 # ---------------------------------------------------------------------------- builder
@@ -52,10 +52,11 @@ LABEL org.opencontainers.image.title="nuclei-segmentation" \
       org.opencontainers.image.licenses="MIT"
 
 COPY --from=builder /opt/venv /opt/venv
-# The models and their cards (a card's sha256 must match its .onnx: checked at start-up):
-# the INT8 model served by default, and the float32 export it was made from (MODEL_PATH).
-COPY models/nuclei-unet.int8.onnx models/nuclei-unet.int8.json \
-     models/nuclei-unet.onnx models/nuclei-unet.json /app/models/
+# The INT8 models of models/ and their cards (a card's sha256 must match its .onnx: checked at
+# start-up), not the float32 exports: the service serves every model of MODEL_PATH's folder, each
+# model used keeps its own onnxruntime memory, and the memory limits (docker-compose.yml,
+# deploy/kubernetes/deployment.yaml) are sized for INT8 models (docs/deployment.md, "Resources").
+COPY models/*.int8.onnx models/*.int8.json /app/models/
 
 # Every setting of app/config.py is an environment variable (see docker-compose.yml); the
 # image sets those whose container value differs from the code's default: HOST (all

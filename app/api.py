@@ -34,6 +34,7 @@ from nuclei.bundle import parse_formats
 from nuclei.cpu import int8_report
 from nuclei.encode import MEDIA_TYPES, OutputFormat, image_id
 from nuclei.errors import STATUSES
+from nuclei.naming import model_headers
 from nuclei.pipeline import segment_bytes
 from nuclei.planes import HEADER as PLANE_WARNING
 from nuclei.quality import CHECK, FLAG_HEADER, FLAGS, HEADER
@@ -92,9 +93,7 @@ def attachment(filename: str | None, extension: str) -> str:
 def provenance(info: dict[str, str], route: str, count: int, diameter: float) -> dict[str, str]:
     """On every /segment response, whatever the format: which model found how many nuclei,
     why that model, and at which nucleus size."""
-    return {"X-Model-Name": info["name"], "X-Model-Version": info["version"],
-            "X-Model-Sha256": info["sha256"], "X-Model-Route": route, "X-Nuclei-Count": str(count),
-            "X-Nucleus-Diameter": f"{diameter:.1f}"}
+    return model_headers(info, route) | {"X-Nuclei-Count": str(count), "X-Nucleus-Diameter": f"{diameter:.1f}"}
 
 
 @router.post("/segment", response_model=None, responses=SEGMENT_RESPONSES,

@@ -18,7 +18,7 @@ from app.config import Settings
 from app.schemas import MODEL, NOT_LOADED, unknown_model_message
 from app.telemetry import Metrics
 from nuclei.pipeline import Choose
-from nuclei.registry import Choice, Registry, UnknownModel
+from nuclei.registry import REQUESTED, Choice, Registry, UnknownModel
 from nuclei.segmenter import Segmenter
 
 
@@ -50,7 +50,7 @@ async def choose_model(
     if model is None:
         return registry.route
     try:
-        chosen = Choice(registry.get(model), "requested")
+        chosen = Choice(registry.get(model), REQUESTED)
     except UnknownModel as exc:  # worded and placed as FastAPI's own 422s: loc query.model
         raise RequestValidationError([{"type": "value_error", "loc": ("query", "model"),
                                        "msg": unknown_model_message(exc), "input": model}]) from exc

@@ -31,14 +31,15 @@ from app.schemas import other_examples, segment_examples
 from app.telemetry import Metrics, TelemetryMiddleware
 from nuclei import card as cards
 from nuclei.card import CardError, ModelCard
+from nuclei.naming import MODEL_FIELDS, model_header
 from nuclei.registry import Registry
 from nuclei.segmenter import Segmenter
 
 log = logging.getLogger("app")
 # Response headers a browser script on another origin may read (provenance, count, size, plane).
-EXPOSED_HEADERS = ("X-Nuclei-Count", "X-Nucleus-Diameter", "X-Model-Name", "X-Model-Version", "X-Model-Sha256",
-                   "X-Model-Route", "X-Image-Plane", "X-Image-Warning", "X-Segmentation-Quality",
-                   "X-Segmentation-Flag", "Retry-After", "Content-Disposition")
+EXPOSED_HEADERS = ("X-Nuclei-Count", "X-Nucleus-Diameter", *map(model_header, MODEL_FIELDS), "X-Image-Plane",
+                   "X-Image-Warning", "X-Segmentation-Quality", "X-Segmentation-Flag", "Retry-After",
+                   "Content-Disposition")
 
 DESCRIPTION = """
 Upload a microscope image, get its nuclei back: as a mask (`format=png`), a 16-bit label

@@ -33,7 +33,7 @@ class Task:
     """What every block task shares: small, shipped with each task."""
 
     slide: SlideSpec
-    model_path: str
+    model_path: str  # the slide's model, routed once for the whole slide (batch.slide)
     threads: int
     low: float
     high: float
@@ -55,10 +55,10 @@ class BlockResult(BlockLabels):
 
 
 def sample(slide: SlideSpec, box: Box, step: int) -> np.ndarray:
-    """Every `step`-th pixel of a region on the slide-wide grid: (n, channels) values."""
+    """Every `step`-th pixel of a region on the slide-wide grid: its piece of the slide's
+    overview `slide[::step, ::step]`, (h, w) or (h, w, channels)."""
     image = cached_slide(slide).read(box.y0, box.y1, box.x0, box.x1)
-    picked = image[(-box.y0) % step :: step, (-box.x0) % step :: step]
-    return picked.reshape(-1, picked.shape[2] if picked.ndim == 3 else 1)
+    return np.ascontiguousarray(image[(-box.y0) % step :: step, (-box.x0) % step :: step])
 
 
 def segment_block(block: Block, task: Task) -> BlockResult:

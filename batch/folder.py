@@ -22,7 +22,6 @@ import itertools
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import fsspec
@@ -56,9 +55,12 @@ class Previous:
     next_part: int = 0
 
     def add(self, images: str, nuclei: str) -> None:
+        table = _read(self.fs, images)
+        if not set(IMAGES.names) <= set(table.column_names):
+            return  # written by an older nuclei-batch (no model_name, …): its images are segmented again
         source = len(self.sources)
         self.sources.append((images, nuclei))
-        for row in _read(self.fs, images).to_pylist():
+        for row in table.to_pylist():
             self.latest[row["path"]] = (source, row)
 
 
@@ -143,7 +145,7 @@ def run_folder(args: argparse.Namespace, connect: Callable[[argparse.Namespace],
         print(f"nuclei-batch: no PNG/JPEG/TIFF/BMP images in {args.source}", file=sys.stderr)
         return 2
     base = args.out.rstrip("/")
-    job = Job(model_path=str(Path(args.model).resolve()), out=base, source_root=root,
+    job = Job(routes=args.routes, out=base, source_root=root,
               max_pixels=args.max_pixels, threads=args.threads, diameter=args.diameter, quality=args.quality,
               page=args.page, channel=args.channel)
     names = output_names(paths, root)

@@ -1,7 +1,10 @@
 """`nuclei-batch SLIDE OUT`: one whole-slide or mosaic image (TIFF/BigTIFF/OME-TIFF or
 zarr), segmented block by block on the Dask cluster, never whole in memory.
 
-    1. statistics  every n-th pixel of the whole slide → the normalisation (or --range)
+    1. statistics  every n-th pixel of the whole slide, an overview → the normalisation (or
+                   --range), and the slide's model: routed once, by the service's rule, on that
+                   overview (or, when a card claims a grey fluorescence size class, whose nuclei
+                   the overview shrinks n times, on the slide's centre at full resolution)
     2. blocks      `batch.blocks.segment_block` per block, in parallel, a bounded window
                    of blocks in flight
     3. stitch      `nuclei.stitch.Stitcher`: label tiles in order, nuclei with slide ids
@@ -38,16 +41,21 @@ from tqdm import tqdm
 
 from batch.blocks import BlockResult, Task, sample, segment_block, with_id
 from batch.outputs import Outputs
-from batch.slideio import SlideError, SlideSpec, is_tiff, is_zarr, open_slide, quiet_tifffile, stem
+from batch.slideio import Slide, SlideError, SlideSpec, is_tiff, is_zarr, open_slide, quiet_tifffile, stem
 from batch.tables import BLOCKS, IMAGES, NUCLEI, TableWriter
 from nuclei.big import TILE, check_blocks
 from nuclei.blocks import grid
 from nuclei.card import load as load_card
 from nuclei.geojson import FeatureWriter
+from nuclei.modality import FLUORESCENCE_LARGE, FLUORESCENCE_SMALL
+from nuclei.naming import model_columns
 from nuclei.normalize import statistics
 from nuclei.quality import Quality
+from nuclei.registry import Routes
 from nuclei.scale import DiameterError, check
 from nuclei.stitch import Stitcher
+
+ROUTE_SIDE = 2048  # the slide's centre, read whole to route it when the nuclei's size decides
 
 
 def wants_slide_mode(args: argparse.Namespace) -> bool:
@@ -69,23 +77,43 @@ def wants_slide_mode(args: argparse.Namespace) -> bool:
     return height * width > args.max_pixels
 
 
-def _normalisation(args: argparse.Namespace, client, spec: SlideSpec, height: int, width: int,
-                   quiet: bool) -> tuple[float, float, bool]:
-    """(low, high, invert) for the whole slide: --range, or a sample of every n-th pixel."""
-    if args.range is not None:
-        return float(args.range[0]), float(args.range[1]), bool(args.invert)
+def overview(args: argparse.Namespace, client, spec: SlideSpec, height: int, width: int,
+             quiet: bool) -> tuple[np.ndarray, int]:
+    """(slide[::step, ::step], step): the slide every step-th pixel, at most --sample-pixels,
+    read block by block on the cluster."""
     step = max(1, math.ceil(math.sqrt(height * width / args.sample_pixels)))
     boxes = [b.core for b in grid(height, width, args.block, 0)]
     futures = client.map(sample, [spec] * len(boxes), boxes, [step] * len(boxes), pure=False)
-    parts = []
+    order = {future.key: k for k, future in enumerate(futures)}
+    parts: dict[int, np.ndarray] = {}
     with tqdm(total=len(boxes), unit="block", desc="statistics", disable=quiet) as bar:
         for future in as_completed(futures):
-            parts.append(future.result())
+            parts[order[future.key]] = future.result()
             future.release()
             bar.update()
-    values = np.concatenate(parts)
-    low, high, invert = statistics(values[:, None, :])
+    columns = math.ceil(width / args.block)
+    rows = [np.concatenate([parts[k] for k in range(i, i + columns)], axis=1) for i in range(0, len(boxes), columns)]
+    return np.concatenate(rows, axis=0), step
+
+
+def normalisation(args: argparse.Namespace, view: np.ndarray | None) -> tuple[float, float, bool]:
+    """(low, high, invert) for the whole slide: --range, or its overview's."""
+    if args.range is not None:
+        return float(args.range[0]), float(args.range[1]), bool(args.invert)
+    low, high, invert = statistics(view)
     return low, high, invert if args.invert is None else bool(args.invert)
+
+
+def route(routes: Routes, view: np.ndarray | None, step: int, slide: Slide) -> tuple[Path, str]:
+    """The slide's model and why, by the service's rule, once: on the overview, whose colour
+    and median grey are the slide's; a grey fluorescence size class, claimed by a card, is
+    judged on the slide's centre at full resolution instead (≤ ROUTE_SIDE², the nuclei at
+    their size), since the overview shrinks the nuclei `step` times."""
+    if step > 1 and routes.by_image and set(routes.claims) & {FLUORESCENCE_SMALL, FLUORESCENCE_LARGE}:
+        height, width = slide.height, slide.width
+        y0, x0 = max(0, (height - ROUTE_SIDE) // 2), max(0, (width - ROUTE_SIDE) // 2)
+        view = slide.read(y0, min(height, y0 + ROUTE_SIDE), x0, min(width, x0 + ROUTE_SIDE))
+    return routes.pick(view)
 
 
 def _segment(args: argparse.Namespace, client, task: Task, outputs: Outputs, model_version: str,
@@ -169,10 +197,11 @@ def run_slide(args: argparse.Namespace, connect) -> int:
     for name in ("distributed.worker", "distributed.scheduler", "distributed.nanny"):
         logging.getLogger(name).setLevel(logging.CRITICAL)  # one line on failure, not tracebacks
     start = time.perf_counter()
-    model_path = str(Path(args.model).resolve())
-    card = load_card(Path(model_path))
+    routes: Routes = args.routes
+    candidates = {path: load_card(path) for path in routes.files}  # the models the slide may go to
     try:
-        check_blocks(args.block, args.overlap, card.input.stride)
+        for card in candidates.values():
+            check_blocks(args.block, args.overlap, card.input.stride)
     except ValueError as exc:
         print(f"nuclei-batch: --block and --overlap: {exc}", file=sys.stderr)
         return 2
@@ -189,11 +218,11 @@ def run_slide(args: argparse.Namespace, connect) -> int:
     height, width = slide.height, slide.width
     if args.diameter is not None:
         try:  # one factor for the whole slide, refused here rather than in every block
-            check(args.diameter, card.nucleus_scale, (height, width), None)
+            for card in candidates.values():
+                check(args.diameter, card.nucleus_scale, (height, width), None)
         except DiameterError as exc:
             print(f"nuclei-batch: --diameter: {exc}", file=sys.stderr)
             return 2
-    model_version = card.version
     name = stem(source)
     outputs = Outputs(args.out, {"labels": f"{name}.labels.ome.tif", "nuclei": "nuclei.parquet",
                                  "geojson": f"{name}.geojson", "images": "images.parquet",
@@ -201,10 +230,15 @@ def run_slide(args: argparse.Namespace, connect) -> int:
     outputs.started(source)
     try:
         with connect(args) as client:
-            low, high, invert = _normalisation(args, client, spec, height, width, args.quiet)
-            task = Task(spec, model_path, args.threads, low, high, invert, height, width, TILE, args.diameter,
+            needed = args.range is None or routes.by_image
+            view, step = overview(args, client, spec, height, width, args.quiet) if needed else (None, 1)
+            low, high, invert = normalisation(args, view)
+            model, why = route(routes, view, step, slide)
+            card = candidates[model]
+            task = Task(spec, str(model), args.threads, low, high, invert, height, width, TILE, args.diameter,
                         args.quality)
-            count, blocks, cut, found, block_rows = _segment(args, client, task, outputs, model_version, args.quiet)
+            del view
+            count, blocks, cut, found, block_rows = _segment(args, client, task, outputs, card.version, args.quiet)
     except (Exception, KeyboardInterrupt) as exc:
         message = str(exc).replace("\n", " ") or type(exc).__name__
         if not isinstance(exc, SlideError | KeyboardInterrupt):
@@ -218,7 +252,7 @@ def run_slide(args: argparse.Namespace, connect) -> int:
     images.write([{"path": os.path.basename(spec.path), "width": width, "height": height, "count": count,
                    "status": "ok", "warning": slide.warning or "",
                    "diameter": None if diameter is None else round(diameter, 1),
-                   "error": "", "model_version": model_version, "seconds": round(seconds, 3), "output": name,
+                   "error": "", "seconds": round(seconds, 3), "output": name, **model_columns(card.info, why),
                    **slide_quality(block_rows)}])
     images.close()
     table = TableWriter(outputs.partial["blocks"], BLOCKS)

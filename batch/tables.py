@@ -9,14 +9,18 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from nuclei.naming import MODEL_COLUMNS
+
 IMAGES = pa.schema([
     ("path", pa.string()), ("width", pa.int32()), ("height", pa.int32()), ("count", pa.int32()),
     ("diameter", pa.float64()), ("quality", pa.float64()), ("flag", pa.string()), ("warning", pa.string()),
-    ("status", pa.string()), ("error", pa.string()), ("model_version", pa.string()),
+    ("status", pa.string()), ("error", pa.string()), *((column, pa.string()) for column in MODEL_COLUMNS),
     ("seconds", pa.float64()), ("output", pa.string()),
 ])
 """`output`: the stem the image's files were written under (`nuclei.naming`); `quality`, `flag`:
-the trust signal (`nuclei.quality`; a slide's: its blocks' mean, weighted by area)."""
+the trust signal (`nuclei.quality`; a slide's: its blocks' mean, weighted by area); `model_name`,
+`model_version`, `model_sha256`, `model_route`: the model that answered and why, as the service's
+`X-Model-*` headers say it (`nuclei.naming.MODEL_FIELDS`), null for an image that failed."""
 BLOCKS = pa.schema([
     ("index", pa.int32()), ("x0", pa.int32()), ("y0", pa.int32()), ("x1", pa.int32()), ("y1", pa.int32()),
     ("count", pa.int32()), ("quality", pa.float64()), ("flag", pa.string()),

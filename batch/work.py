@@ -1,7 +1,9 @@
 """What a Dask worker runs: files → decoded images → labels, measurements and a status row.
 
-Each worker process loads the model once and keeps it (`_segmenter`), with as many
-onnxruntime threads as the worker has task threads, so workers do not fight over cores.
+Each image goes to the model the service would answer it with (`Job.routes`, the service's
+rule: nuclei.registry). Each worker process loads a model the first time an image goes to it
+and keeps it (`segmenter_for`), with as many onnxruntime threads as the worker has task
+threads, so workers do not fight over cores.
 A bad file becomes an error row; it never fails the task, so one image cannot stop a job.
 """
 
@@ -19,8 +21,9 @@ from nuclei.encode import OutputFormat, labels_png
 from nuclei.errors import INPUT_ERRORS, describe
 from nuclei.imageio import decode_plane
 from nuclei.measure import measure
-from nuclei.naming import output_name
+from nuclei.naming import model_columns, output_name
 from nuclei.quality import assess
+from nuclei.registry import Routes
 from nuclei.segmenter import Segmenter
 
 
@@ -28,7 +31,7 @@ from nuclei.segmenter import Segmenter
 class Job:
     """Everything a task needs, small enough to ship with every task."""
 
-    model_path: str
+    routes: Routes  # which model each image goes to (the service's routing, or --model)
     out: str  # folder or URL; labels go to OUT/labels/<stem>.labels.png
     source_root: str
     max_pixels: int
@@ -39,7 +42,7 @@ class Job:
     quality: bool = True  # the trust signal per image (nuclei.quality): one more pass
 
 
-@lru_cache(maxsize=2)
+@lru_cache(maxsize=8)  # ≥ the models a job can route to: the default and one per modality
 def segmenter_for(model_path: str, threads: int) -> Segmenter:
     return Segmenter(model_path, intra_op_threads=threads, spinning=False)
 
@@ -52,26 +55,26 @@ def segment_file(url: str, path: str, stem: str, job: Job) -> tuple[dict[str, An
     """One image at `url` → (its row for images.parquet, its rows for nuclei.parquet), both
     under its `path` below IN; its label image written whole under its output `stem`."""
     start = time.perf_counter()
-    segmenter = segmenter_for(job.model_path, job.threads)
     row: dict[str, Any] = {"path": path, "width": None, "height": None, "count": None, "diameter": None,
-                           "warning": "", "status": "ok", "error": "", "model_version": segmenter.card.version,
-                           "output": stem}
+                           "warning": "", "status": "ok", "error": "", "output": stem}
     nuclei: list[dict[str, Any]] = []
     try:
         with fsspec.open(url, "rb") as f:
             data = f.read()
         image, plane = decode_plane(data, max_pixels=job.max_pixels, page=job.page, channel=job.channel)
         row["warning"] = plane.warning or ""
+        model, route = job.routes.pick(image)  # as the service routes the plane it segments
+        segmenter = segmenter_for(str(model), job.threads)
         sized = segmenter.segment_sized(image, diameter=job.diameter, max_pixels=job.max_pixels)
         labels = sized.labels
         write_whole(labels_url(job, stem), labels_png(labels))
         nuclei = [{"path": path, **m} for m in measure(labels, image)]
         row.update(height=int(labels.shape[0]), width=int(labels.shape[1]), count=len(nuclei),
-                   diameter=round(sized.diameter, 1))
+                   diameter=round(sized.diameter, 1), **model_columns(segmenter.info, route))
         if job.quality:
             row.update(assess(segmenter, image, sized).fields())
     except (*INPUT_ERRORS, OSError) as exc:  # worded as the service and the client word it
-        row.update(status="error", error=describe(exc))
+        row.update(status="error", error=describe(exc))  # no model answered: its columns stay null
     row["seconds"] = round(time.perf_counter() - start, 4)
     return row, nuclei
 

@@ -28,7 +28,7 @@ from client.api import Client, ClientError, Unreachable
 from nuclei.encode import OutputFormat, spreadsheet_safe
 from nuclei.errors import error_text
 from nuclei.imageio import ImageError, PlaneError, read_header
-from nuclei.naming import SUMMARY_COLUMNS, is_image, output_name, output_stems, skipped
+from nuclei.naming import SUMMARY_COLUMNS, columns_of_headers, is_image, output_name, output_stems, skipped
 
 OUTPUTS = [f.value for f in OutputFormat]
 SUMMARY = SUMMARY_COLUMNS
@@ -63,7 +63,7 @@ def process(client: Client, image: Path, rel: str, stem: str, targets: dict[str,
     params = params or {}
     start = time.perf_counter()
     row: dict[str, Any] = {"path": rel, "width": "", "height": "", "count": "", "status": "ok", "error": "",
-                           "model_version": "", "output": stem}
+                           **columns_of_headers({}), "output": stem}
     data = image.read_bytes()
     try:
         header = read_header(data, params.get("page") or 0, params.get("channel"))
@@ -74,8 +74,8 @@ def process(client: Client, image: Path, rel: str, stem: str, targets: dict[str,
         bodies, result = client.outputs(data, list(targets), filename=image.name, quality=quality or None, **params)
         for fmt, path in targets.items():
             write_atomically(path, bodies[fmt])
-        row.update(count=result.count, model_version=result.model_version, quality=result.quality, flag=result.flag,
-                   diameter=result.diameter, warning=result.warning)
+        row.update(count=result.count, quality=result.quality, flag=result.flag, diameter=result.diameter,
+                   warning=result.warning, **columns_of_headers(result.headers))
     except ClientError as exc:
         if isinstance(exc, Unreachable):
             raise

@@ -13,9 +13,10 @@ import numpy as np
 import pandas as pd
 import tifffile
 
-from napari_nuclei.models import segmenter
+from napari_nuclei import models
 from nuclei.imageio import decode_image
 from nuclei.measure import COLUMNS, measure
+from nuclei.naming import fields_of_headers
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class Nuclei:
     features: pd.DataFrame  # one row per nucleus: `index` (its label) and nuclei.measure.COLUMNS
     model: dict[str, str]  # name, version, sha256
     diameter: float | None  # median nucleus diameter (px) segmented at
+    route: str = ""  # why that model, as X-Model-Route says it: requested, modality: …, default
 
     @property
     def count(self) -> int:
@@ -45,11 +47,13 @@ def tiff_bytes(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def local(image: np.ndarray, model: Path, diameter: float | None = None,
-          threshold: float | None = None) -> Nuclei:
-    seg = segmenter(Path(model))
+def local(image: np.ndarray, model: str = models.AUTOMATIC, diameter: float | None = None,
+          threshold: float | None = None, where: Path | None = None) -> Nuclei:
+    """`model`: a name of the models folder `where` (nuclei.registry), or `automatic`: the
+    model the service would route the image to."""
+    seg, route = models.choose(models.registry(where), model, image)
     sized = seg.segment_sized(image, threshold, diameter)
-    return Nuclei(sized.labels, features(sized.labels, image), seg.info, sized.diameter)
+    return Nuclei(sized.labels, features(sized.labels, image), seg.info, sized.diameter, route)
 
 
 def remote(image: np.ndarray, url: str, name: str = "image", diameter: float | None = None,
@@ -60,17 +64,16 @@ def remote(image: np.ndarray, url: str, name: str = "image", diameter: float | N
         answer = c.segment(tiff_bytes(image), format="labels", filename=f"{name}.tif",
                            diameter=diameter, threshold=threshold)
     labels = decode_image(answer.content).astype(np.int32)
-    h = answer.headers
-    model = {"name": h.get("x-model-name", ""), "version": answer.model_version, "sha256": h.get("x-model-sha256", "")}
-    used = h.get("x-nucleus-diameter")
-    return Nuclei(labels, features(labels, image), model, float(used) if used else None)
+    model = fields_of_headers(answer.headers)
+    route = model.pop("route")
+    return Nuclei(labels, features(labels, image), model, answer.diameter, route)
 
 
-def segment(image: np.ndarray, *, model: Path | None = None, url: str | None = None, name: str = "image",
+def segment(image: np.ndarray, *, model: str | None = None, url: str | None = None, name: str = "image",
             diameter: float | None = None, threshold: float | None = None) -> Nuclei:
-    """Exactly one of `model` (an ONNX file with its card) and `url` (a running service)."""
+    """Exactly one of `model` (a model's name, or `automatic`: `local`) and `url` (a running service)."""
     if (model is None) == (url is None):
-        raise ValueError("give a model file or a service URL, not both")
+        raise ValueError("give a model name or a service URL, not both")
     if model is not None:
         return local(image, model, diameter, threshold)
     return remote(image, url, name, diameter, threshold)

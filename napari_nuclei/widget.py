@@ -1,13 +1,13 @@
-"""The dock widget: pick an image layer and a model (or a service URL), set the diameter and the
-threshold, and segment. The model runs on a napari worker thread, so the viewer keeps drawing
-and answering while it runs; the result comes back on the UI thread as a Labels layer named
-`<image>.labels`, with the measurements as its features table (napari colours and filters by
-them). Segmenting the same image again replaces that layer, so thresholds are quick to compare.
+"""The dock widget: pick an image layer and a model (`automatic`: the model the service would
+route the image to; a model by the name the service gives it; or a service URL), set the
+diameter and the threshold, and segment. The model runs on a napari worker thread, so the
+viewer keeps drawing and answering while it runs; the result comes back on the UI thread as a
+Labels layer named `<image>.labels`, with the measurements as its features table (napari
+colours and filters by them), and the status line says which model answered and why.
+Segmenting the same image again replaces that layer, so thresholds are quick to compare.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import napari
 import numpy as np
@@ -47,8 +47,9 @@ class SegmentWidget(QWidget):
         self.worker: FunctionWorker | None = None
         self.image = QComboBox()
         self.source = QComboBox()
-        for path in models.available():
-            self.source.addItem(path.name, path)
+        found = models.registry()
+        for name in models.names(found):
+            self.source.addItem(name, name)
         self.source.addItem(SERVICE, None)
         self.url = QLineEdit("http://127.0.0.1:8000")
         self.diameter = _spin(0, 1000, 1, "automatic", " px")
@@ -57,7 +58,7 @@ class SegmentWidget(QWidget):
         self.progress = QProgressBar()
         self.progress.setRange(0, 0)  # busy: a run has no steps to count
         self.progress.setVisible(False)
-        self.status = QLabel("")
+        self.status = QLabel("\n".join(f"Refused: {why}" for why in models.refused(found)))
         self.status.setWordWrap(True)
         form = QFormLayout(self)
         for label, field in (("image", self.image), ("model", self.source), ("URL", self.url),
@@ -92,7 +93,7 @@ class SegmentWidget(QWidget):
         layer = self.viewer.layers[name]
         model = self.source.currentData()
         options = {
-            "model": Path(model) if model else None,
+            "model": model,
             "url": None if model else self.url.text().strip(),
             "name": name,
             "diameter": self.diameter.value() or None,
@@ -121,7 +122,8 @@ class SegmentWidget(QWidget):
             self.viewer.add_labels(nuclei.labels, name=name, features=nuclei.features,
                                    scale=image.scale[-2:], translate=image.translate[-2:])
         size = f" · diameter {nuclei.diameter:.1f} px" if nuclei.diameter else ""
-        self.status.setText(f"{nuclei.count} nuclei · {nuclei.model['name']} {nuclei.model['version']}{size}")
+        why = f" ({nuclei.route})" if nuclei.route else ""
+        self.status.setText(f"{nuclei.count} nuclei · {nuclei.model['name']} {nuclei.model['version']}{why}{size}")
 
 
 def _spin(low: float, high: float, step: float, at_zero: str, suffix: str) -> QDoubleSpinBox:

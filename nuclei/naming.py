@@ -19,7 +19,7 @@ same way on every run, and a folder can be named without listing the whole tree.
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from nuclei.encode import OutputFormat
 
@@ -33,11 +33,55 @@ SUFFIXES = {
     OutputFormat.measurements: ".measurements.csv",
     OutputFormat.preview: ".preview.png",
 }
+MODEL_FIELDS = ("name", "version", "sha256", "route")
+"""What says which model answered an image and why (`route`: `requested`, `modality: colour
+tissue`, `default`; nuclei.registry), named alike everywhere: the service's headers
+`X-Model-Name`, `X-Model-Version`, `X-Model-Sha256`, `X-Model-Route` (`model_header`) and the
+summary columns `model_name`, `model_version`, `model_sha256`, `model_route` (`model_column`)."""
+
+
+def model_header(field: str) -> str:
+    return f"X-Model-{field.capitalize()}"
+
+
+def model_column(field: str) -> str:
+    return f"model_{field}"
+
+
+MODEL_COLUMNS = tuple(map(model_column, MODEL_FIELDS))
+
+
+def _model_values(info: Mapping[str, str], route: str) -> dict[str, str]:
+    return {f: route if f == "route" else info[f] for f in MODEL_FIELDS}
+
+
+def model_columns(info: Mapping[str, str], route: str) -> dict[str, str]:
+    """A model's card `info` (name, version, sha256) and its route → the summary's model columns."""
+    return {model_column(f): value for f, value in _model_values(info, route).items()}
+
+
+def model_headers(info: Mapping[str, str], route: str) -> dict[str, str]:
+    """The same, as the service's response headers."""
+    return {model_header(f): value for f, value in _model_values(info, route).items()}
+
+
+def fields_of_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """A response's model headers (any letter case) → {field: value}; "" for one missing."""
+    lower = {k.lower(): v for k, v in headers.items()}
+    return {f: lower.get(model_header(f).lower(), "") for f in MODEL_FIELDS}
+
+
+def columns_of_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """A response's model headers → the summary's model columns."""
+    return {model_column(f): value for f, value in fields_of_headers(headers).items()}
+
+
 SUMMARY_COLUMNS = ("path", "width", "height", "count", "diameter", "quality", "flag", "warning", "status", "error",
-                   "model_version", "seconds", "output")
+                   *MODEL_COLUMNS, "seconds", "output")
 """One row per image, in this order, rows sorted by `path` (the input's path below IN, '/'-separated):
 summary.csv of nuclei-client and of the page's zip, images.parquet of nuclei-batch. `output`: the
-stem its files were written under; `warning`: e.g. several channels and none chosen (nuclei.planes)."""
+stem its files were written under; `warning`: e.g. several channels and none chosen (nuclei.planes);
+`model_*`: the model that answered and why (MODEL_FIELDS), empty where none did (an error)."""
 SYSTEM_NAMES = {"__macosx", "thumbs.db", "desktop.ini", "$recycle.bin", "system volume information"}
 
 

@@ -1,6 +1,8 @@
 """Every model of a folder, by the name its card gives it: the service serves them all and
 routes a request without `model=` by the image's modality (docs/models.md); `nuclei-batch
---model NAME` finds a model by the same name (`resolve`).
+--model NAME` finds a model by the same name (`resolve`), and without it routes each image by
+the same rule (`Routes`: the registry's decisions as files, for processes that load models
+themselves, e.g. Dask workers).
 
 `stale()` stats each `*.onnx` and its card (tens of µs: the service asks before every request
 that segments); `refresh()` (re)loads only the files whose inode, mtime or size changed.
@@ -15,10 +17,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -30,6 +32,7 @@ from nuclei.segmenter import Segmenter
 log = logging.getLogger("nuclei.registry")
 
 INT8, FLOAT32 = "int8", "float32"
+REQUESTED, DEFAULT = "requested", "default"  # routes (X-Model-Route) besides "modality: KIND"
 Stat = tuple[int, int, int] | None  # (inode, mtime_ns, size) of a file; None: not there
 Signature = tuple[Stat, Stat]  # of the ONNX file and of its card
 
@@ -50,6 +53,44 @@ class _Clash(CardError):
 class Choice(NamedTuple):
     segmenter: Segmenter
     reason: str  # why this model: "requested", "modality: colour tissue", "default"
+
+
+Model = TypeVar("Model")
+
+
+def pick(image: np.ndarray, claims: Mapping[str, Sequence[Model]], default: Model) -> tuple[Model, str]:
+    """The routing rule, for an image sent without `model=`: the preferred model whose card
+    claims the image's modality (nuclei.modality, computed only when some card claims one),
+    else the default; and why. Models are Segmenters (the service) or files (`Routes`)."""
+    kind = claimed_modality(image, claims) if claims else None
+    if kind is None:
+        return default, DEFAULT
+    return claims[kind][0], f"modality: {kind}"
+
+
+@dataclass(frozen=True)
+class Routes:
+    """A registry's routing as files (`Registry.routes`), small and picklable: a process that
+    loads models itself (a Dask worker) routes by it as the service does and loads only the
+    models its images go to. `requested`: `default` answers every image (`--model`)."""
+
+    default: Path
+    claims: dict[str, tuple[Path, ...]] = field(default_factory=dict)  # modality → files, preferred first
+    requested: bool = False
+
+    @property
+    def by_image(self) -> bool:
+        """Whether the route depends on the image: without, `pick(None)` answers."""
+        return not self.requested and bool(self.claims)
+
+    def pick(self, image: np.ndarray | None) -> tuple[Path, str]:
+        """(the model file for `image`, the route: as X-Model-Route says it)."""
+        return (self.default, REQUESTED) if self.requested else pick(image, self.claims, self.default)
+
+    @property
+    def files(self) -> list[Path]:
+        """Every file an image may go to: the default first."""
+        return list(dict.fromkeys([self.default, *(f for files in self.claims.values() for f in files)]))
 
 
 def precision(card: ModelCard) -> str:
@@ -162,13 +203,15 @@ class Registry:
         raise UnknownModel(name, serving.models, why)
 
     def route(self, image: np.ndarray) -> Choice:
-        """The model for an image sent without `model=`: one whose card claims the image's
-        modality (nuclei.modality, computed only when some card claims one), else the default."""
+        """The model for an image sent without `model=` (`pick`)."""
         serving = self.serving
-        kind = claimed_modality(image, serving.claims) if serving.claims else None
-        if kind is None:
-            return Choice(serving.default or self.default, "default")
-        return Choice(serving.claims[kind][0], f"modality: {kind}")
+        return Choice(*pick(image, serving.claims, serving.default or self.default))
+
+    def routes(self) -> Routes:
+        """What `route` decides now, as files; CardError when the default never loaded."""
+        serving = self.serving
+        return Routes((serving.default or self.default).model_path,
+                      {kind: tuple(s.model_path for s in claimants) for kind, claimants in serving.claims.items()})
 
     # ------------------------------------------------------------------ keeping up with the folder
 

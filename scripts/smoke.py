@@ -7,6 +7,10 @@ from the repository root. Each command prints one answer and exits 0 when it hol
     port-free PORT              exit 0 when nothing listens on the port
     refused PORT SECONDS        exit 0 (printing the time) once a connection is refused
     segment URL PNG [PAD]       POST the PNG (padded by PAD bytes): a 200 mask of its size?
+    models URL PNG MODALITY     GET /models lists the models, every one loaded, and the PNG (an image
+                                of MODALITY, e.g. "colour tissue") sent without model= is answered
+                                by the model its X-Model-Route names: one claiming MODALITY, else
+                                the default
     synthetic PNG SIDE          write a SIDE×SIDE grey PNG of bright discs: a large real upload
     inflight PORT PNG N SENT [RELEASE]
                                 N uploads at once; touch SENT once all are sent; a JSON line each.
@@ -129,6 +133,45 @@ def segment(url: str, path: str, pad: int = 0) -> int:
     return 1 if why else 0
 
 
+def routed_as_listed(listing: dict, headers: dict[str, str], modality: str) -> str:
+    """'' when GET /models (`listing`) lists models, all loaded, and an answer's model headers
+    (lower-case names) name the model the route picks by it: a model claiming `modality`
+    when one serves, else the default; else why not."""
+    models = listing.get("models") or []
+    refused = [f"{m['name']} ({m['reason']})" for m in models if m.get("status") != "loaded"]
+    if not models or refused:
+        return f"GET /models: {'refused: ' + ', '.join(refused) if refused else 'no models'}"
+    claimants = sorted(m["name"] for m in models if modality in (m.get("modalities") or []))
+    name, route = headers.get("x-model-name"), headers.get("x-model-route")
+    expected, names = (f"modality: {modality}", claimants) if claimants else ("default", [listing.get("default")])
+    if route != expected:
+        return f"X-Model-Route {route!r}, expected {expected!r} (claimed by: {', '.join(claimants) or 'none'})"
+    if name not in names:
+        return f"X-Model-Name {name!r} is not the model the route names ({', '.join(map(str, names))})"
+    entry = next(m for m in models if m["name"] == name)
+    if (headers.get("x-model-version"), headers.get("x-model-sha256")) != (entry["version"], entry["sha256"]):
+        return f"{name}: X-Model-Version/-Sha256 differ from GET /models"
+    return ""
+
+
+def models(url: str, path: str, modality: str) -> int:
+    with urllib.request.urlopen(f"{url}/models", timeout=10) as r:
+        listing = json.load(r)
+    _, body, ctype = multipart(path)
+    request = urllib.request.Request(f"{url}/segment", data=body, method="POST", headers={"Content-Type": ctype})
+    try:
+        with urllib.request.urlopen(request, timeout=300) as r:
+            headers = {k.lower(): v for k, v in r.headers.items()}
+    except urllib.error.HTTPError as e:
+        headers = {}
+        print(f"POST /segment: HTTP {e.code}")
+    why = routed_as_listed(listing, headers, modality)
+    served = ", ".join(f"{m['name']} {m.get('version')}" for m in listing.get("models") or [])
+    print(f"GET /models: {served}; {os.path.basename(path)} -> {headers.get('x-model-name')} "
+          f"({headers.get('x-model-route')})" + (f": {why}" if why else ""))
+    return 1 if why else 0
+
+
 HELD_BYTES = 64  # of each body, sent once the release file exists
 
 
@@ -248,6 +291,8 @@ def main(argv: list[str]) -> int:
         return refused(int(args[0]), float(args[1]))
     elif command == "segment":
         return segment(args[0], args[1], int(args[2]) if len(args) > 2 else 0)
+    elif command == "models":
+        return models(args[0], args[1], args[2])
     elif command == "synthetic":
         data = synthetic(int(args[1]))
         with open(args[0], "wb") as f:

@@ -9,6 +9,8 @@ const $ = (id) => document.getElementById(id);
 const COLUMNS = ["id", "area", "perimeter", "centroid_x", "centroid_y", "bbox_x", "bbox_y",
   "bbox_width", "bbox_height", "equivalent_diameter", "eccentricity", "solidity",
   "mean_intensity", "integrated_intensity", "touches_border"];
+// which model answered and why: headers X-Model-<field>, summary columns model_<field> (nuclei/naming.py MODEL_FIELDS)
+const MODEL_FIELDS = ["Name", "Version", "Sha256", "Route"];
 const IMAGE_FILE = /\.(png|jpe?g|tiff?|bmp)$/i;
 const MAX_WORKERS = 4;
 const MAX_RETRIES = 30;
@@ -246,7 +248,7 @@ async function process(item) {
     item.diameter = answer.headers.get("X-Nucleus-Diameter");
     item.quality = answer.headers.get("X-Segmentation-Quality"); // null when not asked for
     item.flag = answer.headers.get("X-Segmentation-Flag") ?? "";
-    item.model = ["Name", "Version", "Sha256", "Route"].map((h) => answer.headers.get(`X-Model-${h}`));
+    item.model = MODEL_FIELDS.map((field) => answer.headers.get(`X-Model-${field}`));
     showModel(item.model);
     item.labels = new Blob([part(".labels.png")], { type: "image/png" });
     [item.width, item.height] = await pngSize(item.labels);
@@ -385,7 +387,7 @@ async function downloadZip() {
   const stems = outputStems(state.items.map((item) => item.path));
   // the columns and row order of nuclei-client's summary.csv (nuclei/naming.py SUMMARY_COLUMNS)
   let summary = csvLine(["path", "width", "height", "count", "diameter", "quality", "flag", "warning", "status",
-    "error", "model_version", "seconds", "output"]);
+    "error", ...MODEL_FIELDS.map((field) => `model_${field.toLowerCase()}`), "seconds", "output"]);
   const order = [...state.items.keys()].sort((a, b) => (state.items[a].path < state.items[b].path ? -1 : 1));
   for (const k of order) {
     const [item, base, done] = [state.items[k], stems[k], state.items[k].status === "done"];
@@ -396,8 +398,8 @@ async function downloadZip() {
     }
     summary += csvLine([item.path, item.width ?? "", item.height ?? "", item.count ?? "",
       done ? item.diameter ?? "" : "", done ? item.quality ?? "" : "", done ? item.flag : "",
-      done ? item.warning : "", done ? "ok" : "error", item.errorText ?? "", (item.model || [])[1] ?? "",
-      item.seconds === undefined ? "" : item.seconds.toFixed(3), base]);
+      done ? item.warning : "", done ? "ok" : "error", item.errorText ?? "",
+      ...MODEL_FIELDS.map((_, k) => (done && item.model ? item.model[k] ?? "" : "")), item.seconds === undefined ? "" : item.seconds.toFixed(3), base]);
   }
   entries.push({ name: "summary.csv", data: encoder.encode(summary) }); // no output stem ends in .csv alone
   saveBlob(makeZip(entries), "nuclei-results.zip");

@@ -1,5 +1,7 @@
-"""nuclei-batch on real DSB2018 samples: the service's counts, one Parquet row per nucleus,
-error rows for bad files, and a job that survives a worker killed halfway."""
+"""nuclei-batch on real DSB2018 samples: the service's counts from the model the service routes
+each image to (a stained-tissue specialist copied into the models folder answers the H&E
+images), each model loaded once per worker, one Parquet row per nucleus, error rows for bad
+files, and a job that survives a worker killed halfway."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +18,18 @@ import pyarrow.parquet as pq
 import pytest
 import tifffile
 from dask.distributed import Client, LocalCluster
+from fastapi.testclient import TestClient
 
+from app.config import Settings
+from app.main import create_app
 from batch.cli import main, parse_args
+from batch.work import segmenter_for
+from nuclei.naming import MODEL_COLUMNS, columns_of_headers
 from tests.channels import dapi_png, layouts
-from tests.conftest import ROOT, SAMPLE_NAMES, png_bytes, read_png, read_sample
-from tests.models import add_model, model_folder
+from tests.conftest import MODEL, ROOT, SAMPLE_NAMES, png_bytes, read_png, read_sample
+from tests.models import add_model, edit_card, model_folder
+
+SPECIALIST = ("stained-tissue.int8", "9.9.9", "modality: colour tissue")  # a copy of the model, claiming H&E
 
 
 def write_images(folder: Path, copies: int) -> list[Path]:
@@ -37,30 +47,71 @@ def write_images(folder: Path, copies: int) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def batch_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, Path, list[Path]]:
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What the service and the job serve: the default model (MODEL_PATH, outside) and a
+    stained-tissue specialist claiming colour tissue."""
+    folder = tmp_path_factory.mktemp("served")
+    name, version, _ = SPECIALIST
+    add_model(folder, name, version=version, modalities=["colour tissue"])
+    return folder
+
+
+@pytest.fixture(scope="module")
+def client(models_dir: Path) -> Iterator[TestClient]:
+    """The service serving `models_dir` (this module's own: every comparison is with it)."""
+    with TestClient(create_app(Settings(model_path=MODEL, models_dir=models_dir))) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def batch_run(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> tuple[int, Path, list[Path], dict]:
+    """The job on two worker processes, an image per task; then what each worker loaded."""
     source, out = tmp_path_factory.mktemp("in"), tmp_path_factory.mktemp("out")
     paths = write_images(source, copies=2)
     (source / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
-    status = main([str(source), str(out), "--workers", "2", "--quiet"])
-    return status, out, paths
+    with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as cluster, \
+            Client(cluster) as workers:
+        status = main([str(source), str(out), "--scheduler", cluster.scheduler_address, "--chunk", "1",
+                       "--models-dir", str(models_dir), "--quiet"])
+        loads = workers.run(segmenter_for.cache_info)
+    return status, out, paths, loads
 
 
 def test_counts_equal_the_service_and_bad_files_are_error_rows(batch_run, client) -> None:
-    status, out, paths = batch_run
+    status, out, paths, _ = batch_run
     rows = {Path(r["path"].removeprefix("file://")).name: r for r in pq.read_table(out / "images.parquet").to_pylist()}
     assert status == 1, "a failed image makes the exit status 1"
-    assert rows.pop("corrupt.png")["status"] == "error"
+    corrupt = rows.pop("corrupt.png")
+    assert corrupt["status"] == "error" and [corrupt[c] for c in MODEL_COLUMNS] == [None] * 4, "no model answered"
     assert sorted(rows) == sorted(p.name for p in paths)
     for path in paths:
         served = client.post("/segment", files={"file": (path.name, path.read_bytes(), "image/png")})
         row = rows[path.name]
         assert (row["status"], row["count"]) == ("ok", int(served.headers["X-Nuclei-Count"])), path.name
         assert row["diameter"] == float(served.headers["X-Nucleus-Diameter"]) > 0, path.name
-        assert row["model_version"] == served.headers["X-Model-Version"]
+        assert {c: row[c] for c in MODEL_COLUMNS} == columns_of_headers(served.headers), path.name
+
+
+def test_each_image_goes_to_the_model_its_modality_routes_to(batch_run) -> None:
+    _, out, paths, _ = batch_run
+    rows = {Path(r["path"]).name: r for r in pq.read_table(out / "images.parquet").to_pylist()}
+    routed = {(rows[p.name]["model_name"], rows[p.name]["model_version"], rows[p.name]["model_route"])
+              for p in paths if p.name.startswith("he_stained")}
+    default = {(rows[p.name]["model_name"], rows[p.name]["model_version"], rows[p.name]["model_route"])
+               for p in paths if not p.name.startswith("he_stained")}
+    assert routed == {SPECIALIST} and default == {("nuclei-unet.int8", "1.3.0", "default")}
+
+
+def test_each_worker_loads_a_model_once_not_once_per_image(batch_run) -> None:
+    _, _, paths, loads = batch_run
+    calls = [info.hits + info.misses for info in loads.values()]
+    assert len(loads) == 2 and sum(calls) == len(paths), "one call per image segmented"
+    assert all(info.misses <= 2 for info in loads.values()), f"two models, each loaded once per worker: {loads}"
+    assert sum(info.misses for info in loads.values()) <= 4 < len(paths)
 
 
 def test_nuclei_table_has_one_row_per_nucleus_and_labels_mirror_the_tree(batch_run) -> None:
-    _, out, paths = batch_run
+    _, out, paths, _ = batch_run
     images = pq.read_table(out / "images.parquet").to_pylist()
     nuclei = pq.read_table(out / "nuclei.parquet").to_pylist()
     assert len(nuclei) == sum(r["count"] or 0 for r in images)
@@ -95,7 +146,7 @@ def test_a_worker_killed_mid_job_loses_no_image(tmp_path: Path) -> None:
 
 
 def test_bad_files_read_as_the_service_answers_them(batch_run, client) -> None:
-    _, out, _ = batch_run
+    _, out, _, _ = batch_run
     rows = {Path(r["path"]).name: r for r in pq.read_table(out / "images.parquet").to_pylist()}
     served = client.post("/segment", files={"file": ("corrupt.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)})
     assert rows["corrupt.png"]["error"] == f"{served.status_code} {served.json()['detail']}"
@@ -186,7 +237,7 @@ def test_channel_on_a_folder_segments_that_channel_and_without_it_every_row_warn
 
 
 def test_each_image_has_the_services_quality_and_flag(batch_run, client) -> None:
-    _, out, paths = batch_run
+    _, out, paths, _ = batch_run
     rows = {Path(r["path"].removeprefix("file://")).name: r for r in pq.read_table(out / "images.parquet").to_pylist()}
     assert rows["corrupt.png"]["quality"] is None and rows["corrupt.png"]["flag"] is None
     for path in paths:
@@ -226,3 +277,8 @@ def test_model_by_name_is_found_in_the_models_folder_as_the_service_names_it(
     assert main([str(source), str(out), "--model", "special", "--workers", "1", "--no-quality", "--quiet"]) == 0
     rows = pq.read_table(out / "images.parquet").to_pylist()
     assert len(rows) == len(SAMPLE_NAMES) and {r["model_version"] for r in rows} == {"7.7.7"}
+    assert {(r["model_name"], r["model_route"]) for r in rows} == {("special", "requested")}
+    edit_card(special, sha256="0" * 64)  # refused before any worker starts, in one line
+    capsys.readouterr()
+    assert main([str(source), str(tmp_path / "refused"), "--model", "special", "--quiet"]) == 2
+    assert capsys.readouterr().err.startswith(f"nuclei-batch: model: {special} does not match its card")

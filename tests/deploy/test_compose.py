@@ -4,6 +4,7 @@ They parse the files only; scripts/container-smoke builds and runs the image."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 import shlex
@@ -15,6 +16,8 @@ import pytest
 import yaml
 
 from app.config import DEFAULT_MODEL, Settings
+from nuclei.card import card_path, parse
+from nuclei.registry import INT8, model_files, precision
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -219,20 +222,56 @@ def test_final_stage_serves_the_app_on_all_interfaces(final: Stage, exposed_port
     assert env.get("PATH", "").startswith("/opt/venv/bin:"), "the venv's python comes first on PATH"
 
 
+def copied_models(final: Stage) -> dict[str, PurePosixPath]:
+    """The files of the checkout's models/ the final stage copies (its COPY sources, globs
+    expanded, less what .dockerignore keeps out of the build context) → the folder each lands in."""
+    copied = {}
+    for words in (shlex.split(a) for a in final.all("COPY")):
+        sources, dest = [w for w in words[:-1] if not w.startswith("--")], words[-1]
+        for source in sources:
+            literal = not any(c in source for c in "*?[")
+            assert not (literal and dockerignored(source)), f"COPY {source}: .dockerignore keeps it out of the build"
+            for path in sorted(ROOT.glob(source)) if source.startswith("models/") else ():
+                name = path.relative_to(ROOT).as_posix()
+                if not dockerignored(name):
+                    copied[name] = PurePosixPath(dest.rstrip("/"))
+    return copied
+
+
+def dockerignored(path: str) -> bool:
+    """.dockerignore's rule: the last pattern that matches decides; `!` lets a path back in."""
+    ignored = False
+    for line in DOCKERIGNORE.read_text().splitlines():
+        pattern = line.strip()
+        if not pattern or pattern.startswith("#"):
+            continue
+        negated = pattern.startswith("!")
+        pattern = pattern.removeprefix("!").rstrip("/")
+        if fnmatch.fnmatchcase(path, pattern) or path.startswith(f"{pattern}/"):
+            ignored = not negated
+    return ignored
+
+
 def test_the_model_is_copied_where_model_path_points(final: Stage) -> None:
     model = PurePosixPath(final.env()["MODEL_PATH"])
-    copies = [shlex.split(a) for a in final.all("COPY")]
-    for words in copies:
-        sources, dest = [w for w in words[:-1] if not w.startswith("--")], words[-1]
-        if f"models/{model.name}" in sources:
-            assert PurePosixPath(dest.rstrip("/")) == model.parent, "MODEL_PATH's folder is the COPY's"
-            assert f"models/{model.with_suffix('.json').name}" in sources, "the model card travels with it"
-            break
-    else:
-        pytest.fail(f"no COPY of models/{model.name} in the final stage")
-    assert (ROOT / "models" / model.name).is_file()
-    assert (ROOT / "models" / model.with_suffix(".json").name).is_file()
+    copied = copied_models(final)
+    assert copied.get(f"models/{model.name}") == model.parent, f"models/{model.name} is copied to MODEL_PATH's folder"
+    assert copied.get(f"models/{model.with_suffix('.json').name}") == model.parent, "the model card travels with it"
     assert model.name == DEFAULT_MODEL.name, "the image serves the same model as make serve"
+
+
+def test_the_image_serves_the_int8_models_only(final: Stage) -> None:
+    """Every model of MODEL_PATH's folder is served, and each used keeps its own memory: the
+    limits are sized for INT8 models (docs/deployment.md), so no float32 export goes in."""
+    copied = copied_models(final)
+    onnx = [name for name in copied if name.endswith(".onnx")]
+    assert f"models/{DEFAULT_MODEL.name}" in onnx
+    for name in onnx:
+        assert precision(parse(card_path(ROOT / name))) == INT8, f"{name} is not an INT8 model"
+        assert str(PurePosixPath(name).with_suffix(".json")) in copied, f"{name} without its card"
+    float32 = [f"models/{p.name}" for p in model_files(ROOT / "models") if precision(parse(card_path(p))) != INT8]
+    assert float32 and not set(float32) & set(copied), "the float32 export (models/nuclei-unet.onnx) stays out"
+    assert all(dockerignored(name) for name in float32), "and out of the build context"
 
 
 def test_dockerignore_keeps_data_venv_and_tests_out() -> None:

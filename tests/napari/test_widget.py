@@ -1,6 +1,7 @@
 """The napari widget on real samples with the committed models: the Labels layer holds what
 the service answers for the same image, model and settings, its features the measurements;
-the viewer keeps processing events while a run is held on purpose; the service URL path."""
+`automatic` sends each image to the model the service routes it to; the viewer keeps
+processing events while a run is held on purpose; the service URL path."""
 
 from __future__ import annotations
 
@@ -16,9 +17,12 @@ from app.config import Settings
 from app.main import create_app
 from bench.server import serve
 from napari_nuclei import widget as widget_module
+from napari_nuclei.models import AUTOMATIC
 from napari_nuclei.widget import SERVICE, SegmentWidget
+from nuclei.card import card_path, parse
 from nuclei.measure import COLUMNS
 from tests.conftest import FLOAT_MODEL, MODEL, post, read_png, read_sample
+from tests.models import add_model, model_folder
 
 PLUGIN, WIDGET = "nuclei-segmentation", "Segment nuclei"
 WAIT_MS = 120_000  # only reached when the run never ends: the assertion then says so
@@ -31,18 +35,32 @@ def dock(viewer) -> SegmentWidget:
     return found
 
 
-def pick(w: SegmentWidget, image: str, model: Path | None = None, diameter: float = 0,
-         threshold: float = 0) -> None:
+def name_of(model: Path) -> str:
+    """The name the service and the picker give the model file: its card's."""
+    return parse(card_path(model)).name
+
+
+def pick(w: SegmentWidget, image: str, model: str = SERVICE, diameter: float = 0, threshold: float = 0) -> None:
     w.image.setCurrentText(image)
-    w.source.setCurrentText(model.name if model else SERVICE)
+    w.source.setCurrentText(model)
+    assert w.source.currentText() == model, f"{model} is not in the picker"
     w.diameter.setValue(diameter)
     w.threshold.setValue(threshold)
 
 
+def items(w: SegmentWidget) -> list[str]:
+    return [w.source.itemText(i) for i in range(w.source.count())]
+
+
+def run(w: SegmentWidget, qtbot, image: str) -> None:
+    w.segment()
+    qtbot.waitUntil(lambda: f"{image}.labels" in w.viewer.layers and w.button.isEnabled(), timeout=WAIT_MS)
+
+
 def service_labels(model: Path, data: bytes, **params: object) -> tuple[int, np.ndarray]:
-    """(X-Nuclei-Count, label image) of the service running `model`."""
+    """(X-Nuclei-Count, label image) of the service running `model`, asked for by name."""
     with TestClient(create_app(Settings(model_path=model))) as c:
-        r = post(c, data, "sample.png", format="labels", **params)
+        r = post(c, data, "sample.png", format="labels", model=name_of(model), **params)
     assert r.status_code == 200, r.text
     return int(r.headers["x-nuclei-count"]), read_png(r.content)
 
@@ -56,9 +74,8 @@ def test_layer_is_what_the_service_answers(make_napari_viewer, qtbot, name, mode
     viewer = make_napari_viewer()
     viewer.add_image(image, name=name, rgb=True)
     w = dock(viewer)
-    pick(w, name, model, diameter, threshold)
-    w.segment()
-    qtbot.waitUntil(lambda: f"{name}.labels" in viewer.layers and w.button.isEnabled(), timeout=WAIT_MS)
+    pick(w, name, name_of(model), diameter, threshold)
+    run(w, qtbot, name)
 
     layer = viewer.layers[f"{name}.labels"]
     params = {k: v for k, v in {"diameter": diameter, "threshold": threshold}.items() if v}
@@ -71,7 +88,32 @@ def test_layer_is_what_the_service_answers(make_napari_viewer, qtbot, name, mode
     assert list(features.columns) == ["index", *COLUMNS]
     assert features["index"].tolist() == list(range(1, count + 1))
     assert features["area"].sum() == np.count_nonzero(layer.data)
-    assert f"{count} nuclei" in w.status.text()
+    assert f"{count} nuclei · {name_of(model)} 1.3.0 (requested)" in w.status.text()
+
+
+def test_automatic_sends_each_image_to_the_model_the_service_routes_it_to(
+        make_napari_viewer, qtbot, tmp_path: Path, monkeypatch) -> None:
+    folder, default = model_folder(tmp_path)
+    add_model(folder, "stained-tissue.int8", modalities=["colour tissue"], version="9.9.9")
+    monkeypatch.setenv("NUCLEI_MODELS", str(folder))
+    viewer = make_napari_viewer()
+    w = dock(viewer)
+    assert items(w) == [AUTOMATIC, "nuclei-unet.int8", "stained-tissue.int8", SERVICE]
+    assert w.source.currentText() == AUTOMATIC, "automatic is the first choice"
+    answered = {}
+    with TestClient(create_app(Settings(model_path=default, models_dir=folder))) as service:
+        for name in ("he_stained_256x320", "fluorescence_256x256"):
+            data, image, _ = read_sample(name)
+            viewer.add_image(image, name=name, rgb=True)
+            pick(w, name, AUTOMATIC)
+            run(w, qtbot, name)
+            served = post(service, data, f"{name}.png", format="labels")
+            h = served.headers
+            answered[name] = (h["x-model-name"], h["x-model-version"], h["x-model-route"])
+            assert f"{h['x-model-name']} {h['x-model-version']} ({h['x-model-route']})" in w.status.text()
+            np.testing.assert_array_equal(viewer.layers[f"{name}.labels"].data, read_png(served.content))
+    assert answered == {"he_stained_256x320": ("stained-tissue.int8", "9.9.9", "modality: colour tissue"),
+                        "fluorescence_256x256": ("nuclei-unet.int8", "1.3.0", "default")}
 
 
 def test_viewer_processes_events_while_a_run_is_held(make_napari_viewer, qtbot, monkeypatch) -> None:
@@ -88,7 +130,7 @@ def test_viewer_processes_events_while_a_run_is_held(make_napari_viewer, qtbot, 
     viewer = make_napari_viewer()
     viewer.add_image(read_sample(name)[1], name=name, rgb=True)
     w = dock(viewer)
-    pick(w, name, MODEL)
+    pick(w, name, name_of(MODEL))
     w.segment()
     try:
         qtbot.waitUntil(started.is_set, timeout=WAIT_MS)
@@ -124,16 +166,20 @@ def test_service_url(make_napari_viewer, qtbot) -> None:
     assert "nuclei-unet.int8 1.3.0" in w.status.text()
 
 
-def test_model_picker_lists_the_models_folder(make_napari_viewer, tmp_path: Path, monkeypatch) -> None:
+def test_model_picker_lists_the_models_folder_by_the_services_names(
+        make_napari_viewer, tmp_path: Path, monkeypatch) -> None:
     w = dock(make_napari_viewer())
-    names = [w.source.itemText(i) for i in range(w.source.count())]
-    assert names[0] == MODEL.name and FLOAT_MODEL.name in names and names[-1] == SERVICE  # served one first
+    names = items(w)
+    assert names[0] == AUTOMATIC and names[-1] == SERVICE and names[1:-1] == sorted(names[1:-1])
+    assert {name_of(MODEL), name_of(FLOAT_MODEL)} <= set(names), "the cards' names, as GET /models lists them"
     assert not w.url.isEnabled()
     w.source.setCurrentText(SERVICE)
     assert w.url.isEnabled()
-    (tmp_path / "mine.onnx").write_bytes(b"listed, not loaded")
+    (tmp_path / "mine.onnx").write_bytes(b"refused, as the service refuses it")
     (tmp_path / "no-card.onnx").write_bytes(b"")
     (tmp_path / "mine.json").write_bytes(FLOAT_MODEL.with_suffix(".json").read_bytes())
     monkeypatch.setenv("NUCLEI_MODELS", str(tmp_path))
     w = dock(make_napari_viewer())
-    assert [w.source.itemText(i) for i in range(w.source.count())] == ["mine.onnx", SERVICE]
+    assert items(w) == [SERVICE], "no model serves: neither a name nor automatic"
+    assert "Refused: mine.onnx: " in w.status.text() and "does not match its card" in w.status.text()
+    assert "Refused: no-card.onnx: model card not found" in w.status.text()

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 from pathlib import Path
 
 import pytest
 
 from nuclei import registry as registry_module
 from nuclei.modality import COLOUR_TISSUE
-from nuclei.registry import FLOAT32, INT8, Registry, UnknownModel, resolve
+from nuclei.registry import FLOAT32, INT8, REQUESTED, Registry, Routes, UnknownModel, resolve
 from tests.conftest import MODEL, read_sample
 from tests.models import add_float_model, add_model, edit_card, model_folder, replace_file
 
@@ -136,6 +137,22 @@ def test_a_request_goes_to_the_model_that_claims_its_modality(folder, monkeypatc
     (folder / "a-rival.int8.onnx").unlink()
     registry.refresh()
     assert registry.route(TISSUE).segmenter.card.name == "stained-tissue.int8"
+
+
+def test_routes_decide_as_route_does_with_files_for_processes_that_load_their_own(folder) -> None:
+    folder, registry = folder
+    add_float_model(folder, "stained-tissue", modalities=[COLOUR_TISSUE])
+    add_model(folder, "stained-tissue.int8", modalities=[COLOUR_TISSUE])
+    registry.refresh()
+    routes = pickle.loads(pickle.dumps(registry.routes()))  # shipped to Dask workers
+    assert routes.files == [registry.default.model_path, folder / "stained-tissue.int8.onnx",
+                            folder / "stained-tissue.onnx"]
+    for image in (TISSUE, FLUORESCENCE):
+        chosen, reason = registry.route(image)
+        assert routes.pick(image) == (chosen.model_path, reason)
+    assert routes.pick(TISSUE)[1] == f"modality: {COLOUR_TISSUE}" and routes.by_image
+    forced = Routes(folder / "stained-tissue.onnx", requested=True)
+    assert forced.pick(FLUORESCENCE) == (folder / "stained-tissue.onnx", REQUESTED) and not forced.by_image
 
 
 def test_a_float32_default_prefers_the_float32_claimant(tmp_path: Path) -> None:

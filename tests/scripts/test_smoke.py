@@ -1,6 +1,7 @@
 """scripts/smoke.py, the container smoke test's checks, on this machine: its PNG helpers on
 the real samples (OpenCV decodes what they write), and its HTTP commands against a real
-`python -m app` process, run as container-smoke runs them (`python3 -m scripts.smoke`)."""
+`python -m app` process serving the default model and a stained-tissue specialist, run as
+container-smoke runs them (`python3 -m scripts.smoke`)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pytest
 from bench.server import free_port, start
 from scripts import smoke
 from tests.conftest import ROOT, SAMPLES, read_png
+from tests.models import add_model
 
 SAMPLE = SAMPLES / "fluorescence_256x256.png"
 
@@ -27,7 +29,9 @@ def run(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    started = start(log_path=tmp_path_factory.mktemp("log") / "server.log")
+    folder = tmp_path_factory.mktemp("models")
+    add_model(folder, "stained-tissue.int8", version="9.9.9", modalities=["colour tissue"])
+    started = start({"models_dir": folder}, log_path=tmp_path_factory.mktemp("log") / "server.log")
     yield int(started.url.rsplit(":", 1)[1])
     started.proc.terminate()
     started.proc.wait(30)
@@ -72,6 +76,36 @@ def test_commands_against_a_real_server(server: int, tmp_path: Path) -> None:
     first, last = map(float, run("times", str(tmp_path / "inflight.out")).stdout.split())
     assert first == min(a["t"] for a in answers) and last == max(a["t"] for a in answers)
     assert run("in-flight", str(server), "1", "0.5").returncode == 1  # nothing in flight now
+
+
+def test_models_checks_that_a_sample_is_answered_by_the_model_its_route_names(server: int) -> None:
+    url = f"http://127.0.0.1:{server}"
+    colour = run("models", url, str(SAMPLES / "he_stained_256x320.png"), "colour tissue")
+    assert colour.returncode == 0, colour.stdout
+    assert "GET /models: nuclei-unet.int8 1.3.0, stained-tissue.int8 9.9.9;" in colour.stdout
+    assert "he_stained_256x320.png -> stained-tissue.int8 (modality: colour tissue)" in colour.stdout
+    grey = run("models", url, str(SAMPLE), "grey fluorescence, small nuclei")  # claimed by none: the default
+    assert grey.returncode == 0 and "-> nuclei-unet.int8 (default)" in grey.stdout, grey.stdout
+    wrong = run("models", url, str(SAMPLE), "colour tissue")  # a grey image called colour: the route disagrees
+    assert wrong.returncode == 1 and "expected 'modality: colour tissue'" in wrong.stdout, wrong.stdout
+
+
+def test_routed_as_listed_says_what_is_wrong() -> None:
+    def model(name: str, *modalities: str, status: str = "loaded") -> dict:
+        return {"name": name, "status": status, "reason": None if status == "loaded" else "sha256",
+                "version": "1", "sha256": name * 4, "modalities": list(modalities)}
+
+    listing = {"default": "a", "models": [model("a"), model("b", "colour tissue")]}
+    answer = {"x-model-name": "b", "x-model-route": "modality: colour tissue", "x-model-version": "1",
+              "x-model-sha256": "bbbb"}
+    assert smoke.routed_as_listed(listing, answer, "colour tissue") == ""
+    assert smoke.routed_as_listed(listing, answer | {"x-model-name": "a", "x-model-sha256": "aaaa"},
+                                  "colour tissue").startswith("X-Model-Name 'a' is not the model the route names")
+    assert "differ from GET /models" in smoke.routed_as_listed(listing, answer | {"x-model-version": "2"},
+                                                               "colour tissue")
+    assert "expected 'default'" in smoke.routed_as_listed(listing, answer, "bright-field")
+    refused = {"default": "a", "models": [model("a"), model("b", "colour tissue", status="refused")]}
+    assert smoke.routed_as_listed(refused, answer, "colour tissue") == "GET /models: refused: b (sha256)"
 
 
 def test_image_reads_podmans_inspect_output(tmp_path: Path) -> None:

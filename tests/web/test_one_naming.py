@@ -1,6 +1,8 @@
 """One naming for every wing (docs/for-pipelines.md#output-names): the page's zip, nuclei-client
 and nuclei-batch, run on the same folder, write the same file names, the same summary columns
-(nuclei.naming.SUMMARY_COLUMNS) with the same values, rows by path, and the same tables."""
+(nuclei.naming.SUMMARY_COLUMNS) with the same values, rows by path, and the same tables. With a
+stained-tissue specialist among the models served, every wing sends the H&E image to it and
+says so alike (model_name, model_version, model_sha256, model_route)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import io
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -18,13 +21,17 @@ import pytest
 import tifffile
 
 from batch.cli import main as batch
-from nuclei.naming import SUMMARY_COLUMNS
+from nuclei.naming import MODEL_COLUMNS, SUMMARY_COLUMNS
+from nuclei.segmenter import Segmenter
 from tests.channels import layouts
 from tests.conftest import ROOT, SAMPLES
+from tests.models import add_model
+from tests.web.conftest import serve, web_app
 
-SAME = ("path", "width", "height", "count", "diameter", "flag", "warning", "status", "error", "model_version",
+SAME = ("path", "width", "height", "count", "diameter", "flag", "warning", "status", "error", *MODEL_COLUMNS,
         "output")
 """Columns every wing fills alike; `quality` to 1e-3 (batch computes it in-process); `seconds` differ."""
+SPECIALIST = "stained-tissue.int8"  # a copy of the served model whose card claims colour tissue
 
 
 def folder(root: Path) -> Path:
@@ -48,8 +55,23 @@ def labels(data: bytes) -> np.ndarray:
     return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
 
 
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("models")
+    add_model(folder, SPECIALIST, version="9.9.9", modalities=["colour tissue"])
+    return folder
+
+
+@pytest.fixture(scope="module")
+def routing_server(web_segmenter: Segmenter, models_dir: Path) -> Iterator[str]:
+    """The service serving the default model and the specialist (MODELS_DIR)."""
+    with serve(web_app(web_segmenter, queue_depth=2, api_key=None, models_dir=models_dir)) as url:
+        yield url
+
+
 @pytest.fixture
-def three_wings(page, server, tmp_path: Path):
+def three_wings(page, routing_server: str, models_dir: Path, tmp_path: Path):
+    server = routing_server
     plate = folder(tmp_path / "in")
     page.goto(server + "/")
     page.get_by_test_id("folder").set_input_files(plate)
@@ -64,7 +86,8 @@ def three_wings(page, server, tmp_path: Path):
                     "--formats", "labels,geojson,measurements"], cwd=ROOT, check=True, timeout=300)
     from_client = {p.relative_to(client_out).as_posix(): p.read_bytes() for p in client_out.rglob("*") if p.is_file()}
     batch_out = tmp_path / "batch"
-    assert batch([str(plate.parent), str(batch_out), "--workers", "1", "--quiet"]) == 0
+    assert batch([str(plate.parent), str(batch_out), "--models-dir", str(models_dir), "--workers", "1",
+                  "--quiet"]) == 0
     return from_page, from_client, batch_out
 
 
@@ -93,6 +116,10 @@ def test_the_page_the_client_and_the_batch_job_name_and_fill_their_outputs_alike
         assert {c: mine[c] for c in SAME} == as_text, row["path"]
     warned = {r["path"] for r in client_rows if r["warning"]}
     assert warned == {"plate/two channels.ome.tif"}
+    routed = {r["path"]: (r["model_name"], r["model_version"], r["model_route"]) for r in batch_rows}
+    assert routed == {"plate/a.tif": (SPECIALIST, "9.9.9", "modality: colour tissue"),
+                      **{p: ("nuclei-unet.int8", "1.3.0", "default") for p in routed if p != "plate/a.tif"}}
+    assert len({r["model_sha256"] for r in batch_rows}) == 1, "a copy: the same model file under another name"
 
     for name, data in from_page.items():
         if name != "summary.csv":
