@@ -19,20 +19,26 @@ import pyarrow.parquet as pq
 import pytest
 import tifffile
 import zarr
+from dask.distributed import Client, LocalCluster
+from fastapi.testclient import TestClient
 from shapely.geometry import shape
 
-from batch.blocks import sample
+from app.config import Settings
+from app.main import create_app
 from batch.cli import main, parse_args
-from batch.slide import TILE, wants_slide_mode
+from batch.slide import TILE, overview, wants_slide_mode
 from batch.slideio import SlideSpec, open_slide
 from batch.synthetic import dark_grey
 from nuclei.big import MIRROR, anchored, block_result, segment_big
 from nuclei.blocks import grid, owned
+from nuclei.naming import MODEL_COLUMNS, columns_of_headers
 from nuclei.normalize import normalize, normalize_with, statistics
 from nuclei.postprocess import relabel
 from nuclei.quality import THRESHOLD
+from nuclei.scale import DOWN_ABOVE, target
 from nuclei.stitch import BlockLabels, Stitcher, pack
-from tests.conftest import ROOT, SAMPLE_NAMES, read_sample
+from tests.conftest import MODEL, ROOT, SAMPLE_NAMES, post, read_sample
+from tests.models import add_model
 
 BLOCK, OVERLAP = 512, 128  # small blocks: the 1.7k × 1.9k mosaic is cut into 16
 GAP = 96  # background between pieces
@@ -116,7 +122,12 @@ def mosaic(tmp_path_factory: pytest.TempPathFactory, segmenter) -> dict:
     out = folder / "out"
     status = main([str(path), str(out), "--slide", "--block", str(BLOCK), "--overlap", str(OVERLAP),
                    "--workers", "2", "--quiet"])
-    alone = [segmenter.segment(framed(p))[GAP:-GAP, GAP:-GAP] for p in images]
+    # Alone at the slide's scale: the slide's one diameter left it unresized, while a piece
+    # of large nuclei on its own may be shrunk (nuclei.scale.DOWN_ABOVE).
+    (row,) = pq.read_table(out / "images.parquet").to_pylist()
+    assert row["diameter"] < DOWN_ABOVE * segmenter.card.nucleus_scale.diameter
+    native = segmenter.card.nucleus_scale.diameter
+    alone = [segmenter.segment(framed(p), diameter=native)[GAP:-GAP, GAP:-GAP] for p in images]
     return {"status": status, "out": out, "path": path, "canvas": canvas, "owner": owner, "truth": truth,
             "images": images, "places": places, "alone": alone,
             "labels": tifffile.imread(out / "mosaic.labels.ome.tif")}
@@ -182,6 +193,26 @@ def test_outputs_agree_nucleus_for_nucleus(mosaic) -> None:
         assert (minx, miny) == (row["bbox_x"], row["bbox_y"])
 
 
+def test_a_slide_goes_to_the_model_its_overview_routes_to_as_the_service_routes_an_image(
+        mosaic, tmp_path: Path) -> None:
+    (grey,) = pq.read_table(mosaic["out"] / "images.parquet").to_pylist()
+    assert (grey["model_name"], grey["model_route"]) == ("nuclei-unet.int8", "default")
+    folder = tmp_path / "models"
+    add_model(folder, "stained-tissue.int8", version="9.9.9", modalities=["colour tissue"])
+    data, he, _ = read_sample("he_stained_256x320")
+    slide = tmp_path / "stained.tif"
+    tifffile.imwrite(slide, np.tile(he[..., :3], (2, 2, 1)), photometric="rgb")  # 512 × 640, colour
+    out = tmp_path / "out"
+    assert main([str(slide), str(out), "--slide", "--block", "256", "--overlap", "64", "--sample-pixels", "40000",
+                 "--models-dir", str(folder), "--workers", "1", "--no-quality", "--quiet"]) == 0  # overview 1:3
+    (row,) = pq.read_table(out / "images.parquet").to_pylist()
+    with TestClient(create_app(Settings(model_path=MODEL, models_dir=folder))) as service:
+        served = post(service, data).headers
+    assert {c: row[c] for c in MODEL_COLUMNS} == columns_of_headers(served)
+    assert (row["model_name"], row["model_version"], row["model_route"]) == (
+        "stained-tissue.int8", "9.9.9", "modality: colour tissue")
+
+
 def test_labels_are_a_tiled_compressed_uint32_ome_tiff(mosaic) -> None:
     path = mosaic["out"] / "mosaic.labels.ome.tif"
     with tifffile.TiffFile(path) as tif:
@@ -218,9 +249,11 @@ def test_one_normalisation_for_the_whole_slide() -> None:
 def test_slide_statistics_come_from_an_even_sample_of_the_whole_slide(mosaic) -> None:
     spec = SlideSpec(str(mosaic["path"]))
     height, width = mosaic["canvas"].shape
-    values = np.concatenate([sample(spec, b.core, 3) for b in grid(height, width, 700, 0)])
-    assert np.array_equal(np.sort(values[:, 0]), np.sort(mosaic["canvas"][::3, ::3].ravel()))
-    assert statistics(values[:, None, :]) == statistics(mosaic["canvas"]) == (0.0, 255.0, False)
+    args = parse_args([str(mosaic["path"]), "out", "--block", "700", "--sample-pixels", str(-(-height * width // 9))])
+    with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster, Client(cluster) as client:
+        view, step = overview(args, client, spec, height, width, quiet=True)
+    assert step == 3 and np.array_equal(view, mosaic["canvas"][::3, ::3]), "the slide every 3rd pixel, in place"
+    assert statistics(view) == statistics(mosaic["canvas"]) == (0.0, 255.0, False)
 
 
 def test_ownership_and_stitching_rebuild_the_truth_exactly(mosaic) -> None:
@@ -306,7 +339,8 @@ def test_a_truncated_slide_fails_in_one_line_and_marks_what_it_wrote(mosaic, tmp
     data = mosaic["path"].read_bytes()
     cut = tmp_path / "cut.ome.tif"
     cut.write_bytes(data[: len(data) * 6 // 10])
-    for extra in ([], ["--range", "0", "255"]):  # found by the statistics pass, or by a block
+    # found by the statistics pass, or by a block: --range, and one model, so no overview to route by
+    for extra in ([], ["--range", "0", "255", "--model", "nuclei-unet.int8"]):
         out = tmp_path / f"out{len(extra)}"
         job = run_job(str(cut), str(out), "--slide", "--block", str(BLOCK), *extra)
         assert job.returncode == 1
@@ -345,7 +379,7 @@ def test_blocks_are_anchored_so_the_segmenters_normalisation_leaves_them_as_they
         assert anchored(block).shape[0] - block.shape[0] <= MIRROR + 8
 
 
-def test_a_slide_diameter_twice_the_training_one_gives_the_nuclei_of_the_slide_at_half_size(
+def test_a_slide_diameter_twice_the_size_large_nuclei_are_brought_to_halves_the_slide(
         mosaic, segmenter, tmp_path: Path) -> None:
     canvas = mosaic["canvas"]
     height, width = canvas.shape
@@ -354,8 +388,9 @@ def test_a_slide_diameter_twice_the_training_one_gives_the_nuclei_of_the_slide_a
     for name, image in (("double", double), ("half", half)):
         tifffile.imwrite(tmp_path / f"{name}.tif", image, tile=(256, 256), compression="zlib")
     trained = segmenter.card.nucleus_scale.diameter
+    top = target(float("inf"), segmenter.card.nucleus_scale)  # large nuclei are brought to this size
     assert main([str(tmp_path / "double.tif"), str(tmp_path / "out2"), "--slide", "--block", str(2 * BLOCK),
-                 "--overlap", str(2 * OVERLAP), "--diameter", str(2 * trained), "--workers", "2", "--quiet"]) == 0
+                 "--overlap", str(2 * OVERLAP), "--diameter", str(2 * top), "--workers", "2", "--quiet"]) == 0
     assert main([str(tmp_path / "half.tif"), str(tmp_path / "out1"), "--slide", "--block", str(BLOCK),
                  "--overlap", str(OVERLAP), "--workers", "2", "--quiet"]) == 0
     big = tifffile.imread(tmp_path / "out2" / "double.labels.ome.tif")
@@ -365,7 +400,7 @@ def test_a_slide_diameter_twice_the_training_one_gives_the_nuclei_of_the_slide_a
     good, total = matched(small.astype(np.int64), shrunk.astype(np.int64), iou=0.5)
     assert good >= 0.98 * total, (good, total)
     (row,) = pq.read_table(tmp_path / "out2" / "images.parquet").to_pylist()
-    assert row["diameter"] == round(2 * trained, 1) and row["count"] == big.max()
+    assert row["diameter"] == round(2 * top, 1) and row["count"] == big.max()
     (row,) = pq.read_table(tmp_path / "out1" / "images.parquet").to_pylist()
     assert 0.5 * trained < row["diameter"] < 2 * trained  # without --diameter: the nuclei's median
 

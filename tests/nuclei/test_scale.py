@@ -9,13 +9,17 @@ import numpy as np
 import pytest
 
 from nuclei.card import DEFAULT_SCALE
+from nuclei.normalize import normalize
 from nuclei.postprocess import Thresholds
 from nuclei.scale import (
+    DOWN_ABOVE,
+    DOWN_TO,
     DiameterError,
     allowed,
     coarse_diameter,
     median_diameter,
     resize,
+    target,
     to_size,
     typical_diameter,
 )
@@ -55,7 +59,7 @@ def test_explicit_diameter_recovers_the_native_count(segmenter, native, enlarged
 def test_automatic_diameter_finds_nuclei_out_of_the_trained_range(segmenter, factor):
     image = read_sample(LARGER)[1]
     native = segmenter.segment_sized(image)
-    assert native.factor == 1.0
+    assert native.factor == 1.0  # about 30 px: below DOWN_ABOVE, segmented as it is
     resized = resize(image, factor)
     found = segmenter.segment_sized(resized)
     assert found.diameter == pytest.approx(factor * native.diameter, rel=0.25)
@@ -133,7 +137,7 @@ def test_nuclei_four_times_larger_are_found_whole(segmenter):
     native = segmenter.segment_sized(image)
     found = segmenter.segment_sized(resize(image, 4))
     assert found.diameter == pytest.approx(4 * native.diameter, rel=0.15)
-    assert found.factor == pytest.approx(DEFAULT_SCALE.diameter / found.diameter, rel=0.16)
+    assert found.factor == pytest.approx(target(found.diameter, DEFAULT_SCALE) / found.diameter, rel=0.16)
     assert abs(int(found.labels.max()) - int(native.labels.max())) <= 0.1 * native.labels.max()
 
 
@@ -145,3 +149,18 @@ def test_specks_outvote_nuclei_in_the_median_but_not_in_the_typical_diameter():
         labels[5 + (k // 10) * 19, 100 + (k % 10) * 9] = 4 + k
     assert median_diameter(labels) < 2
     assert typical_diameter(labels) == pytest.approx(np.sqrt(4 * 900 / np.pi))
+
+
+def test_magnified_nuclei_inside_the_trained_range_are_shrunk_to_its_top(segmenter):
+    """×2.5: nuclei of about 45 px, inside 1.3.0's trained range (up to 59 px) but blurred by
+    the magnification; above DOWN_ABOVE training diameters they are shrunk to DOWN_TO's size,
+    and score better than segmented as they are."""
+    _, image, truth = read_sample(NAME)
+    big = cv2.resize(image, None, fx=2.5, fy=2.5, interpolation=cv2.INTER_CUBIC)
+    big_truth = cv2.resize(truth, big.shape[1::-1], interpolation=cv2.INTER_NEAREST)
+    found = segmenter.segment_sized(big)
+    assert found.diameter > DOWN_ABOVE * DEFAULT_SCALE.diameter
+    assert found.factor == pytest.approx(DOWN_TO * DEFAULT_SCALE.diameter / found.diameter, rel=0.01)
+    full = score_image(big_truth, found.labels).dsb_score
+    unresized = score_image(big_truth, segmenter._instances(normalize(big), 1.0, segmenter.thresholds)).dsb_score
+    assert full > unresized
