@@ -18,6 +18,7 @@ import keras
 
 from nuclei import card as cards
 from nuclei.card import ModelCard, sha256_file
+from nuclei.postprocess import OUTPUT_CHANNELS
 from nuclei.segmenter import Segmenter
 from training import checkpoint
 from training.data import Sample
@@ -84,7 +85,10 @@ def export_child(model: keras.Model, parent: ModelCard, out: Path, version: str,
     multiple = stride(tuple(parent.architecture["filters"]))
     diff, rewritten = checked_onnx(model, out, distinct_shapes(s.image for s in parity_from), multiple)
     model.save_weights(out.with_name(f"{out.stem}.weights.h5"))
+    output = parent.output.model_copy(update={"channels": {
+        str(k): v for k, v in list(OUTPUT_CHANNELS.items())[: model.output_shape[-1]]}})
     card = parent.model_copy(update={
+        "output": output,
         "name": out.stem, "version": version, "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "file": out.name, "sha256": sha256_file(out),
         "architecture": {**parent.architecture, "keras_weights": f"{out.stem}.weights.h5"},

@@ -28,6 +28,7 @@ from pathlib import Path
 from nuclei import card as cards
 from nuclei.card import CardError, FineTune, ModelCard
 from nuclei.modality import MODALITIES, modality
+from nuclei.postprocess import OUTPUT_CHANNELS
 from training.data import Sample, split_ids
 from training.heldout import Scored, score, table, write_csv
 from training.pairs import Pair, PairError, content_hash, find_pairs, load_pair
@@ -61,6 +62,9 @@ def add_parser(sub: argparse._SubParsersAction, parent: str) -> None:
     f.add_argument("--modality", action="append", choices=MODALITIES,
                    help="the service routes images of this kind to the new model (repeatable)")
     f.add_argument("--tune", action="store_true", help="choose thresholds on the training images (else the parent's)")
+    f.add_argument("--contact", action="store_true",
+                   help="add the contact channel (pixels between touching nuclei) to a parent without one: "
+                        "fewer merged nuclei; implies --tune, which chooses its threshold")
     f.add_argument("--version", help="the card's version; none given: the parent's +ft.DATE")
     f.add_argument("--run-dir", type=Path, help="log, history, checkpoint; none given: runs/finetune-NAME")
     f.add_argument("--force", action="store_true", help="replace OUT even when it scores better")
@@ -221,7 +225,7 @@ def make_child(plan: Plan, args: argparse.Namespace, staging: Path) -> dict:
     parent = cards.load(plan.parent.float32)
     recipe = child.Recipe(
         weights=plan.parent.weights, filters=tuple(parent.architecture["filters"]),
-        outputs=len(parent.output.channels), run_dir=plan.run_dir,
+        outputs=len(OUTPUT_CHANNELS) if args.contact else len(parent.output.channels), run_dir=plan.run_dir,
         minutes=args.minutes, steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
         augment=args.augment, precision=args.precision, seed=args.seed)
     training, held = plan.samples
@@ -229,13 +233,14 @@ def make_child(plan: Plan, args: argparse.Namespace, staging: Path) -> dict:
     version = args.version or f"{plan.parent.card.version}+ft.{datetime.now(UTC):%Y%m%d}"
     child.export_child(model, parent, plan.path(".onnx", staging), version, args.modality, held + training)
     child.release()
-    if args.tune:
+    if args.tune or args.contact:
         child.tune_child(plan.path(".onnx", staging), training)
     child.quantize_child(plan.path(".onnx", staging), plan.path(".int8.onnx", staging), training,
                          plan.parent.reduce_range())
     return record | {"weights": plan.parent.weights.name, "learning_rate": args.learning_rate,
                      "batch_size": args.batch_size, "augment": args.augment, "seed": args.seed,
-                     "tuned": args.tune, "minutes_limit": args.minutes}
+                     "tuned": args.tune or args.contact, "contact_added": args.contact,
+                     "minutes_limit": args.minutes}
 
 
 def finish_cards(plan: Plan, staging: Path, record: dict, before: dict[str, Scored],

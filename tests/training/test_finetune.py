@@ -211,3 +211,22 @@ def test_a_labs_case_end_to_end(tmp_path, capsys):
         assert finetune["worse_than_parent"] == (after < before)
     for model in (Path(f"{out}.onnx"), Path(f"{out}.int8.onnx")):
         Segmenter(model)  # both load in the service's class, card and sha256 checked
+
+
+def test_contact_adds_the_third_channel_to_a_two_channel_parent(tmp_path):
+    """`--contact`: the served parent has foreground and boundary; the child gets the contact
+    channel too (warm-started as a copy of the boundary), its card says so, its ONNX has it."""
+    family = ["--data", str(ROOT / DEFAULT_DATA), "--size", "256x320", "--modality", "colour tissue"]
+    train_dir, out = tmp_path / "train", tmp_path / "models" / "touching"
+    assert main(["subset", "--split", "training", "--limit", "3", "--out", str(train_dir), *family]) == 0
+    assert main(["finetune", str(train_dir), "--val-fraction", "0.34", "--out", str(out), "--steps", "1",
+                 "--batch-size", "2", "--contact", "--run-dir", str(tmp_path / "run")]) in (0, 1)
+    parent = json.loads(MODEL.with_suffix(".json").read_text())
+    assert len(parent["output"]["channels"]) == 2
+    for model in (Path(f"{out}.onnx"), Path(f"{out}.int8.onnx")):
+        card = json.loads(model.with_suffix(".json").read_text())
+        assert sorted(card["output"]["channels"]) == ["0", "1", "2"] and "contact" in card["output"]["channels"]["2"]
+        assert card["finetune"]["settings"]["contact_added"] and card["finetune"]["settings"]["tuned"]
+        segmenter = Segmenter(model)
+        image = np.zeros((64, 64), np.uint8)
+        assert segmenter.probabilities(image).shape == (64, 64, 3)
