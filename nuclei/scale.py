@@ -25,11 +25,10 @@ An ordinary image thus costs the coarse estimate (a few ms) and one pass.
 
 Where large nuclei are resized to (`target`): not the training diameter but the top of the
 range the model learnt best (DOWN_TO = 1.25 training diameters, 22.9 px for 1.3.0), where
-outlines keep more pixels; and the full-size pass shrinks nuclei from DOWN_ABOVE = 1.75
-training diameters (32 px) on, not only beyond the card's `scale.high` (59 px): magnified
-nuclei are blurred, and 1.3.0 outlines them far better shrunk (a ×4 validation image of 13 px
-nuclei: 0.650 at full size, 0.824 shrunk). Native images of 40–55 px nuclei lose some
-(docs/model.md); below 32 px nothing changes, so ordinary images keep one pass.
+outlines keep more pixels: a given `diameter` of each validation image's true median scores
+0.5664 so, 0.5609 shrunk to 18.3 px. Shrinking from 32 px on (rather than beyond the card's
+`scale.high`, 59 px) brought ×2 and ×4 copies within 0.05 of native but cost native images
+of sharp 40–55 px nuclei 0.04 (docs/model.md): not kept.
 """
 
 from __future__ import annotations
@@ -48,7 +47,7 @@ MIN_FACTOR, MAX_FACTOR = 1 / 8, 4.0
 """How far an image may be resized: beyond, nuclei are not resolved or the image explodes."""
 TOLERANCE = 0.15  # a factor this close to 1, or to the factor of a pass already run: no new pass
 LARGE = 2.0  # coarse estimates above this many training diameters are checked at the size they suggest
-DOWN_ABOVE, DOWN_TO = 1.75, 1.25  # full-size medians above ×DOWN_ABOVE training diameters: shrunk to ×DOWN_TO
+DOWN_TO = 1.25  # large nuclei are shrunk to this many training diameters (`target`)
 
 SegmentAt = Callable[[float], np.ndarray]
 """factor → instance labels of the image segmented resized by `factor`, at the image's size."""
@@ -177,7 +176,7 @@ def segment_auto(segment_at: SegmentAt, shape: tuple[int, ...], coarse: float, s
     diameter = median_diameter(labels)
     if diameter is None:
         return Sized(labels, scale.diameter, 1.0)
-    too_large = diameter > min(scale.high, DOWN_ABOVE * scale.diameter)
+    too_large = diameter > scale.high
     too_small = diameter < scale.low and (typical_diameter(labels) or 0) < 2 * scale.low
     factor = float(np.clip(_bounded(target(diameter, scale) / diameter, shape, max_pixels), MIN_FACTOR, MAX_FACTOR))
     if not (too_large or too_small) or factor == 1.0:

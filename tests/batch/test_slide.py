@@ -35,7 +35,7 @@ from nuclei.naming import MODEL_COLUMNS, columns_of_headers
 from nuclei.normalize import normalize, normalize_with, statistics
 from nuclei.postprocess import relabel
 from nuclei.quality import THRESHOLD
-from nuclei.scale import DOWN_ABOVE, target
+from nuclei.scale import target
 from nuclei.stitch import BlockLabels, Stitcher, pack
 from tests.conftest import MODEL, ROOT, SAMPLE_NAMES, post, read_sample
 from tests.models import add_model
@@ -122,12 +122,7 @@ def mosaic(tmp_path_factory: pytest.TempPathFactory, segmenter) -> dict:
     out = folder / "out"
     status = main([str(path), str(out), "--slide", "--block", str(BLOCK), "--overlap", str(OVERLAP),
                    "--workers", "2", "--quiet"])
-    # Alone at the slide's scale: the slide's one diameter left it unresized, while a piece
-    # of large nuclei on its own may be shrunk (nuclei.scale.DOWN_ABOVE).
-    (row,) = pq.read_table(out / "images.parquet").to_pylist()
-    assert row["diameter"] < DOWN_ABOVE * segmenter.card.nucleus_scale.diameter
-    native = segmenter.card.nucleus_scale.diameter
-    alone = [segmenter.segment(framed(p), diameter=native)[GAP:-GAP, GAP:-GAP] for p in images]
+    alone = [segmenter.segment(framed(p))[GAP:-GAP, GAP:-GAP] for p in images]
     return {"status": status, "out": out, "path": path, "canvas": canvas, "owner": owner, "truth": truth,
             "images": images, "places": places, "alone": alone,
             "labels": tifffile.imread(out / "mosaic.labels.ome.tif")}

@@ -378,13 +378,15 @@ def test_the_summary_says_which_images_to_check_and_no_quality_skips_the_pass(se
 
 
 def test_model_picks_the_model_and_one_the_server_lacks_fails_fast_with_its_list(server: int, tmp_path: Path) -> None:
-    """The server serves the committed folder: nuclei-unet (float32) beside the default INT8 model."""
+    """The server serves the committed folder: nuclei-unet (float32) beside the default INT8 model,
+    and the stained-tissue specialist in both precisions."""
     paths = image_folder(tmp_path / "in", copies=1)
     url = f"http://127.0.0.1:{server}"
     status, err, seconds = run_to_end([str(tmp_path / "in"), str(tmp_path / "none"), "--url", url,
                                        "--model", "stained"], timeout=60)
-    assert (status, err.strip()) == (2, f"nuclei-client: {url} serves no model 'stained'; "
-                                        "it serves: nuclei-unet, nuclei-unet.int8")
+    names = ", ".join(sorted(m["name"] for m in httpx.get(f"{url}/models").json()["models"]))
+    assert "nuclei-unet.int8" in names and "stained-tissue.int8" in names
+    assert (status, err.strip()) == (2, f"nuclei-client: {url} serves no model 'stained'; it serves: {names}")
     assert seconds < 10 and not (tmp_path / "none").exists(), "refused before any image is sent"
 
     def served(model: str) -> float:

@@ -9,10 +9,8 @@ import numpy as np
 import pytest
 
 from nuclei.card import DEFAULT_SCALE
-from nuclei.normalize import normalize
 from nuclei.postprocess import Thresholds
 from nuclei.scale import (
-    DOWN_ABOVE,
     DOWN_TO,
     DiameterError,
     allowed,
@@ -59,7 +57,7 @@ def test_explicit_diameter_recovers_the_native_count(segmenter, native, enlarged
 def test_automatic_diameter_finds_nuclei_out_of_the_trained_range(segmenter, factor):
     image = read_sample(LARGER)[1]
     native = segmenter.segment_sized(image)
-    assert native.factor == 1.0  # about 30 px: below DOWN_ABOVE, segmented as it is
+    assert native.factor == 1.0
     resized = resize(image, factor)
     found = segmenter.segment_sized(resized)
     assert found.diameter == pytest.approx(factor * native.diameter, rel=0.25)
@@ -151,16 +149,14 @@ def test_specks_outvote_nuclei_in_the_median_but_not_in_the_typical_diameter():
     assert typical_diameter(labels) == pytest.approx(np.sqrt(4 * 900 / np.pi))
 
 
-def test_magnified_nuclei_inside_the_trained_range_are_shrunk_to_its_top(segmenter):
-    """×2.5: nuclei of about 45 px, inside 1.3.0's trained range (up to 59 px) but blurred by
-    the magnification; above DOWN_ABOVE training diameters they are shrunk to DOWN_TO's size,
-    and score better than segmented as they are."""
-    _, image, truth = read_sample(NAME)
-    big = cv2.resize(image, None, fx=2.5, fy=2.5, interpolation=cv2.INTER_CUBIC)
-    big_truth = cv2.resize(truth, big.shape[1::-1], interpolation=cv2.INTER_NEAREST)
-    found = segmenter.segment_sized(big)
-    assert found.diameter > DOWN_ABOVE * DEFAULT_SCALE.diameter
-    assert found.factor == pytest.approx(DOWN_TO * DEFAULT_SCALE.diameter / found.diameter, rel=0.01)
-    full = score_image(big_truth, found.labels).dsb_score
-    unresized = score_image(big_truth, segmenter._instances(normalize(big), 1.0, segmenter.thresholds)).dsb_score
-    assert full > unresized
+def test_large_nuclei_are_brought_to_the_top_of_the_range_small_ones_to_the_training_size(segmenter):
+    """`target`: a given diameter above DOWN_TO training diameters is shrunk to that size,
+    where outlines keep more pixels than at the training diameter; a small one is enlarged
+    to the training diameter; one within 15 % of its target is left alone."""
+    scale = DEFAULT_SCALE
+    top = DOWN_TO * scale.diameter
+    image = read_sample(NAME)[1]
+    assert segmenter.segment_sized(image, diameter=3 * top).factor == pytest.approx(1 / 3)
+    assert segmenter.segment_sized(image, diameter=scale.diameter / 2).factor == pytest.approx(2)
+    assert segmenter.segment_sized(image, diameter=1.1 * top).factor == 1.0
+    assert target(3 * top, scale) == top and target(scale.diameter / 2, scale) == scale.diameter

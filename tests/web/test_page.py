@@ -268,7 +268,7 @@ def test_a_server_that_needs_an_api_key(page, keyed_server) -> None:
 def test_two_images_of_one_stem_and_a_macos_file_give_two_results_in_the_zip(page, server, tmp_path: Path) -> None:
     folder = tmp_path / "plate"
     folder.mkdir()
-    (folder / "a.png").write_bytes((SAMPLES / "fluorescence_256x256.png").read_bytes())
+    (folder / "a.png").write_bytes((SAMPLES / "fluorescence_520x696.png").read_bytes())  # 77 nuclei, not SHOWN's
     tifffile.imwrite(folder / "a.tif", cv2.imread(str(SAMPLES / f"{SHOWN}.png"), cv2.IMREAD_UNCHANGED)[..., ::-1])
     (folder / "._a.png").write_bytes(b"\x00\x05\x16\x07" + bytes(60))  # macOS AppleDouble: no image
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(40))  # an error row, worded as elsewhere
