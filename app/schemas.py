@@ -15,12 +15,11 @@ from pydantic import BaseModel, Field
 from app.config import Settings
 from nuclei.bundle import MEDIA_TYPE as ZIP
 from nuclei.bundle import FormatError, parse_formats
-from nuclei.card import DEFAULT_SCALE
 from nuclei.encode import MEDIA_TYPES, OutputFormat
 from nuclei.imageio import encode_png
 from nuclei.pipeline import segment_bytes
 from nuclei.registry import UnknownModel
-from nuclei.scale import DiameterError, Sized, check
+from nuclei.scale import DEFAULT_SCALE, DiameterError, Sized, check
 
 log = logging.getLogger("app")
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from nuclei.modality import MODALITIES
 from nuclei.postprocess import Thresholds
+from nuclei.scale import DEFAULT_SCALE, Scale
 
 
 class CardError(RuntimeError):
@@ -63,17 +64,6 @@ class Training(_Section):
     settings: dict[str, Any] = {}
 
 
-class Scale(_Section):
-    """The nucleus size the model was trained at, in pixels of median equivalent diameter
-    (`training diameters` measures it on the training split). Images whose nuclei fall
-    outside [low, high] are rescaled to `diameter` before segmenting (nuclei.scale)."""
-
-    diameter: float = Field(gt=0, description="median over training images of their median diameter")
-    low: float = Field(gt=0, description="smaller nuclei than this are upscaled")
-    high: float = Field(gt=0, description="larger nuclei than this are downscaled")
-    description: str = ""
-
-
 class Parent(_Section):
     """The model a fine-tune started from, as the service named it; `sha256` is of `file`."""
 
@@ -100,9 +90,6 @@ class FineTune(_Section):
     metrics: dict[str, dict[str, dict[str, int | float]]] = {}
     worse_than_parent: bool = False
 
-
-# For a card written before `scale` existed: what `training diameters` measured on DSB2018.
-DEFAULT_SCALE = Scale(diameter=18.3, low=8.5, high=59.2)
 
 
 class ModelCard(_Section):

@@ -35,13 +35,28 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
-if TYPE_CHECKING:  # the card names modalities (nuclei.modality), which estimate sizes here
-    from nuclei.card import Scale
+
+class Scale(BaseModel):
+    """The nucleus size the model was trained at, in pixels of median equivalent diameter
+    (`training diameters` measures it on the training split). Images whose nuclei fall
+    outside [low, high] are rescaled to `diameter` before segmenting. The card's `scale`
+    section (nuclei.card); extra keys are kept, as in every card section."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True, protected_namespaces=())
+
+    diameter: float = Field(gt=0, description="median over training images of their median diameter")
+    low: float = Field(gt=0, description="smaller nuclei than this are upscaled")
+    high: float = Field(gt=0, description="larger nuclei than this are downscaled")
+    description: str = ""
+
+
+# For a card written before `scale` existed: what `training diameters` measured on DSB2018.
+DEFAULT_SCALE = Scale(diameter=18.3, low=8.5, high=59.2)
 
 MIN_FACTOR, MAX_FACTOR = 1 / 8, 4.0
 """How far an image may be resized: beyond, nuclei are not resolved or the image explodes."""

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from nuclei.card import DEFAULT_SCALE
 from nuclei.postprocess import targets
-from nuclei.scale import median_diameter, resize
+from nuclei.scale import DEFAULT_SCALE, median_diameter, resize
 from nuclei.tiling import pad_to_multiple
 
 TRAINING_DIAMETER = DEFAULT_SCALE.diameter  # px: the median DSB2018 nucleus (`training diameters`)

@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from nuclei import card as cards
-from nuclei.card import Scale
-from nuclei.scale import median_diameter
+from nuclei.scale import Scale, median_diameter
 from training.data import Dataset, DatasetError, split_ids
 
 PERCENTILES = (10, 90)

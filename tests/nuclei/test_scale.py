@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from nuclei.card import DEFAULT_SCALE
 from nuclei.postprocess import Thresholds
 from nuclei.scale import (
+    DEFAULT_SCALE,
     DOWN_TO,
     DiameterError,
     allowed,
