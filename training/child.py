@@ -51,7 +51,8 @@ class Recipe:
     seed: int
 
     def config(self, data: str) -> TrainConfig:
-        """A constant learning rate: the run's length is the clock's, so no schedule can know its end."""
+        """With `steps`, the learning rate decays along the cosine to `train`'s floor by the last
+        step; without, it is constant: the run's length is the clock's, so no schedule knows its end."""
         from training.augment import AUGMENT_PRESETS
 
         per_epoch = min(self.steps, EPOCH_STEPS) if self.steps else EPOCH_STEPS
@@ -61,7 +62,8 @@ class Recipe:
             batch_size=self.batch_size, learning_rate=self.learning_rate, seed=self.seed, patience=epochs,
             time_limit_minutes=self.minutes, init_weights=str(self.weights), filters=self.filters,
             precision=self.precision, augment=AUGMENT_PRESETS[self.augment], outputs=self.outputs,
-            lr_floor=1.0, checkpoint=str(self.run_dir / "checkpoint.npz"), checkpoint_minutes=2.0)
+            lr_floor=TrainConfig.lr_floor if self.steps else 1.0,
+            checkpoint=str(self.run_dir / "checkpoint.npz"), checkpoint_minutes=2.0)
 
 
 def fit(recipe: Recipe, data: str, train_set: list[Sample], held_out: list[Sample]) -> tuple[keras.Model, dict]:

@@ -56,7 +56,8 @@ def add_parser(sub: argparse._SubParsersAction, parent: str) -> None:
     f.add_argument("--minutes", type=float, default=30.0, help="wall minutes of training")
     f.add_argument("--steps", type=int, default=0, help="stop after this many steps (0: when the minutes are up)")
     f.add_argument("--batch-size", type=int, default=8, help="crops per step")
-    f.add_argument("--learning-rate", type=float, default=1e-4, help="Adam, held constant")
+    f.add_argument("--learning-rate", type=float, default=1e-4,
+                   help="Adam: constant, or with --steps cosine-decayed to 5 %% by the last")
     f.add_argument("--augment", choices=list(AUGMENT_PRESETS), default="light", help="as `train` (1.3.0: light)")
     f.add_argument("--precision", choices=("auto", "float32", "mixed_bfloat16"), default="auto")
     f.add_argument("--modality", action="append", choices=MODALITIES,

@@ -143,7 +143,7 @@ def test_huge_declared_upload_is_refused_before_any_body(small_upload_server):
 
 def test_sigterm_drains_in_flight_requests_then_exits_cleanly(tmp_path):
     release = tmp_path / "release"
-    proc, url = start_server(tmp_path / "log", release, shutdown_timeout_s=20, log_level="info")
+    proc, url = start_server(tmp_path / "log", release, shutdown_timeout_s=60, log_level="info")
     try:
         with ThreadPoolExecutor(1) as pool:
             busy = pool.submit(httpx.post, url + "/segment", params={"format": "rle"}, timeout=30,
@@ -166,7 +166,10 @@ def test_sigterm_drains_in_flight_requests_then_exits_cleanly(tmp_path):
                 time.sleep(0.02)
             assert not busy.done(), "refused while the held request is still in flight"
             release.touch()
-            response = busy.result(30)
+            try:
+                response = busy.result(30)
+            except httpx.HTTPError as exc:  # the server's own account, for a failure seen only under load
+                raise AssertionError(f"{exc!r}; server log:\n{(tmp_path / 'log').read_text()}") from exc
         assert response.status_code == 200 and response.json()["width"] == 96
         # uvicorn re-raises the signal once it has shut down, so the status is "killed by
         # SIGTERM" (143 in a shell), as for any process that honours it

@@ -250,3 +250,18 @@ def test_contact_adds_the_third_channel_to_a_two_channel_parent(tmp_path, he_fam
         segmenter = Segmenter(model)
         image = np.zeros((64, 64), np.uint8)
         assert segmenter.probabilities(image).shape == (64, 64, 3)
+
+
+@pytest.mark.parametrize("steps", [0, 300])
+def test_learning_rate_decays_only_when_the_run_knows_its_end(tmp_path, steps):
+    """`--steps`: a cosine to `train`'s floor by the last step; minutes alone: constant."""
+    from training.child import Recipe
+    from training.train import TrainConfig
+
+    recipe = Recipe(weights=tmp_path / "w.h5", filters=(8, 16), outputs=3, run_dir=tmp_path, minutes=5,
+                    steps=steps, batch_size=8, learning_rate=3e-4, augment="light", precision="float32", seed=1)
+    cfg = recipe.config("data")
+    if steps:  # the schedule's length is the run's: it ends at the floor on the last step
+        assert cfg.lr_floor == TrainConfig.lr_floor < 1 and cfg.epochs * cfg.steps_per_epoch == steps
+    else:
+        assert cfg.lr_floor == 1.0
