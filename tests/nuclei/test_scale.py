@@ -10,13 +10,16 @@ import pytest
 
 from nuclei.postprocess import Thresholds
 from nuclei.scale import (
+    BLURRED,
     DEFAULT_SCALE,
     DOWN_TO,
+    LARGE,
     DiameterError,
     allowed,
     coarse_diameter,
     median_diameter,
     resize,
+    segment_auto,
     target,
     to_size,
     typical_diameter,
@@ -160,3 +163,34 @@ def test_large_nuclei_are_brought_to_the_top_of_the_range_small_ones_to_the_trai
     assert segmenter.segment_sized(image, diameter=scale.diameter / 2).factor == pytest.approx(2)
     assert segmenter.segment_sized(image, diameter=1.1 * top).factor == 1.0
     assert target(3 * top, scale) == top and target(scale.diameter / 2, scale) == scale.diameter
+
+
+def discs(diameter: float, shape: tuple[int, int] = (240, 240)) -> np.ndarray:
+    """Labels of a grid of discs of `diameter` px."""
+    labels, step = np.zeros(shape, np.int32), int(diameter * 1.5)
+    for k, (y, x) in enumerate((y, x) for y in range(step // 2, shape[0] - step // 2, step)
+                               for x in range(step // 2, shape[1] - step // 2, step)):
+        cv2.circle(labels, (x, y), round(diameter / 2), k + 1, -1)
+    return labels
+
+
+@pytest.mark.parametrize(("found", "coarse", "shrunk"), [
+    (40.0, 30.0, True),  # the model's nuclei large, the coarse estimate's ordinary: blurred, enlarged
+    (40.0, 45.0, False),  # both large, within the trained range: sharp native nuclei, one pass
+    (28.0, 30.0, False),  # under BLURRED training diameters: one pass
+])
+def test_nuclei_the_coarse_estimate_sees_as_ordinary_are_shrunk_when_the_model_finds_them_large(
+        found, coarse, shrunk):
+    scale, calls = DEFAULT_SCALE, []
+
+    def segment_at(factor: float) -> np.ndarray:
+        calls.append(factor)
+        return discs(found)  # the nuclei the model finds, at the image's size
+
+    sized = segment_auto(segment_at, (240, 240), coarse, scale)
+    assert BLURRED * scale.diameter < 40 < scale.high and LARGE * scale.diameter < 45  # the cases' premises
+    assert sized.diameter == pytest.approx(found, rel=0.05)
+    if shrunk:
+        assert sized.factor == pytest.approx(target(found, scale) / sized.diameter) and calls[-1] == sized.factor
+    else:
+        assert sized.factor == 1.0 and calls[-1] == 1.0
