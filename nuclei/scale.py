@@ -183,7 +183,8 @@ def segment_auto(segment_at: SegmentAt, shape: tuple[int, ...], coarse: float, s
     too (under twice `scale.low`). An image the model does not understand can come back as a thousand specks, whose
     median says "tiny nuclei" while the real ones, or the fragments of them, hold the area;
     enlarging such an image multiplies the specks (a validation image at 2×: 1 075 for 18)."""
-    if coarse > LARGE * scale.diameter:
+    coarse_large = coarse > LARGE * scale.diameter
+    if coarse_large:
         first = float(np.clip(scale.diameter / coarse, MIN_FACTOR, 1.0))
         labels = segment_at(first)
         diameter = median_diameter(labels)
@@ -196,7 +197,7 @@ def segment_auto(segment_at: SegmentAt, shape: tuple[int, ...], coarse: float, s
     diameter = median_diameter(labels)
     if diameter is None:
         return Sized(labels, scale.diameter, 1.0)
-    too_large = diameter > scale.high or (diameter > BLURRED * scale.diameter and coarse <= LARGE * scale.diameter)
+    too_large = diameter > scale.high or (diameter > BLURRED * scale.diameter and not coarse_large)
     too_small = diameter < scale.low and (typical_diameter(labels) or 0) < 2 * scale.low
     factor = float(np.clip(_bounded(target(diameter, scale) / diameter, shape, max_pixels), MIN_FACTOR, MAX_FACTOR))
     if not (too_large or too_small) or factor == 1.0:

@@ -234,13 +234,14 @@ def make_child(plan: Plan, args: argparse.Namespace, staging: Path) -> dict:
     version = args.version or f"{plan.parent.card.version}+ft.{datetime.now(UTC):%Y%m%d}"
     child.export_child(model, parent, plan.path(".onnx", staging), version, args.modality, held + training)
     child.release()
-    if args.tune or args.contact:
+    tuned = args.tune or args.contact  # a new channel's threshold must be chosen
+    if tuned:
         child.tune_child(plan.path(".onnx", staging), training)
     child.quantize_child(plan.path(".onnx", staging), plan.path(".int8.onnx", staging), training,
                          plan.parent.reduce_range())
     return record | {"weights": plan.parent.weights.name, "learning_rate": args.learning_rate,
                      "batch_size": args.batch_size, "augment": args.augment, "seed": args.seed,
-                     "tuned": args.tune or args.contact, "contact_added": args.contact,
+                     "tuned": tuned, "contact_added": args.contact,
                      "minutes_limit": args.minutes}
 
 
