@@ -20,19 +20,19 @@ model fragments them:
    nuclei also read as large blobs, and the model handles nuclei up to its range's top as
    they are: a validation image of 55 px nuclei scored 0.916 at full size, 0.770 shrunk).
    Otherwise the first pass runs at full size; out of the trained range the image is resized
-   once, and so are nuclei above `BLURRED` training diameters (32 px) that the coarse
-   estimate saw as ordinary (at most `LARGE` training diameters): that disagreement is what
-   an enlarged, blurred image gives, and shrunk its nuclei score better (11 of 14 such
-   validation images, ×2 within 0.045 of native), where sharp native nuclei of 40-55 px,
-   which the coarse estimate sees as large, keep their one pass (docs/model.md).
+   once, and so are nuclei above `BLURRED` training diameters (32 px) whose rims are blurred
+   (`rim_width` over `RIM_BLURRED`, 7 px): what a magnified or enlarged image gives, and
+   shrunk such nuclei score better, where sharp native nuclei of 40-55 px (rims of 5-7 px)
+   keep their one pass (docs/model.md). A check pass refused only for its distance from the
+   coarse estimate (a colony read as one blob) is taken after all when the full-size nuclei
+   are narrower than their own rims: fragments of nuclei, not nuclei.
 An ordinary image thus costs the coarse estimate (a few ms) and one pass.
 
 Where large nuclei are resized to (`target`): not the training diameter but the top of the
 range the model learnt best (DOWN_TO = 1.25 training diameters, 22.9 px for 1.3.0), where
 outlines keep more pixels: a given `diameter` of each validation image's true median scores
-0.5664 so, 0.5609 shrunk to 18.3 px. Shrinking from 32 px on (rather than beyond the card's
-`scale.high`, 59 px) brought ×2 and ×4 copies within 0.05 of native but cost native images
-of sharp 40–55 px nuclei 0.04 (docs/model.md): not kept.
+0.5664 so, 0.5609 shrunk to 18.3 px. Shrinking every nucleus from 32 px on, whatever its
+rims, cost native images of sharp 40–55 px nuclei 0.04 (docs/model.md): the rims decide.
 """
 
 from __future__ import annotations
@@ -67,7 +67,8 @@ MIN_FACTOR, MAX_FACTOR = 1 / 8, 4.0
 TOLERANCE = 0.15  # a factor this close to 1, or to the factor of a pass already run: no new pass
 LARGE = 2.0  # coarse estimates above this many training diameters are checked at the size they suggest
 DOWN_TO = 1.25  # large nuclei are shrunk to this many training diameters (`target`)
-BLURRED = 1.75  # the model's nuclei above this many training diameters, the coarse estimate's not: shrunk
+BLURRED = 1.75  # the model's nuclei above this many training diameters, with blurred rims: shrunk
+RIM_BLURRED = 7.0  # px: rims wider than this are blurred (`rim_width`), chosen on training-split images
 
 SegmentAt = Callable[[float], np.ndarray]
 """factor → instance labels of the image segmented resized by `factor`, at the image's size."""
@@ -175,34 +176,74 @@ def typical_diameter(labels: np.ndarray) -> float | None:
     return float(np.sqrt(4 * areas[middle] / np.pi))
 
 
-def segment_auto(segment_at: SegmentAt, shape: tuple[int, ...], coarse: float, scale: Scale,
+def rim_width(normalised: np.ndarray, labels: np.ndarray) -> float:
+    """How many pixels the found nuclei's rims take to rise: the contrast between their cores
+    and the background over the median gradient on their outlines (after a 1 px blur against
+    noise). Sharp nuclei rise within a few pixels (5-7 px for the sharpest 40-55 px validation
+    nuclei); a magnified, out-of-focus or enlarged image's rims are wider (9-45 px at ×4), and
+    so are the rims of fragments, which lie inside nuclei where the image is flat. 0 where
+    there is nothing to measure (no nucleus, no background)."""
+    grey = (normalised.mean(axis=-1) if normalised.ndim == 3 else normalised).astype(np.float32, copy=False)
+    smooth = cv2.GaussianBlur(grey, (0, 0), 1.0)
+    gy, gx = np.gradient(smooth)
+    found = (labels > 0).astype(np.uint8)
+    kernel = np.ones((3, 3), np.uint8)
+    outline = (found - cv2.erode(found, kernel)).astype(bool)
+    core = cv2.erode(found, kernel, iterations=2).astype(bool)
+    background = ~cv2.dilate(found, kernel, iterations=3).astype(bool)
+    if not (outline.any() and core.any() and background.any()):
+        return 0.0
+    contrast = float(np.median(smooth[core]) - np.median(smooth[background]))
+    return contrast / max(float(np.median(np.hypot(gx, gy)[outline])), 1e-6)
+
+
+def segment_auto(segment_at: SegmentAt, normalised: np.ndarray, coarse: float, scale: Scale,
                  max_pixels: int | None = None) -> Sized:
-    """Segment at the size the nuclei call for (see the module's docstring): at most two passes.
+    """Segment at the size the nuclei call for (see the module's docstring): at most two
+    passes, three where a refused check pass turns out right. The diameter reported is the
+    median of the nuclei returned, the pass at the model's scale being the better witness.
 
     Enlarging needs a second witness: the pixel-weighted `typical_diameter` must be small
     too (under twice `scale.low`). An image the model does not understand can come back as a thousand specks, whose
     median says "tiny nuclei" while the real ones, or the fragments of them, hold the area;
     enlarging such an image multiplies the specks (a validation image at 2×: 1 075 for 18)."""
-    coarse_large = coarse > LARGE * scale.diameter
-    if coarse_large:
+    passes: dict[float, np.ndarray] = {}
+
+    def at(factor: float) -> np.ndarray:
+        if factor not in passes:
+            passes[factor] = segment_at(factor)
+        return passes[factor]
+
+    refused = None  # the factor a check pass called for, when only its agreement with `coarse` failed
+    if coarse > LARGE * scale.diameter:
         first = float(np.clip(scale.diameter / coarse, MIN_FACTOR, 1.0))
-        labels = segment_at(first)
-        diameter = median_diameter(labels)
-        if diameter is not None and diameter > scale.high and 1 / LARGE <= diameter / coarse <= LARGE:
+        diameter = median_diameter(at(first))
+        if diameter is not None and diameter > scale.high:
             factor = float(np.clip(target(diameter, scale) / diameter, MIN_FACTOR, 1.0))
-            if abs(factor / first - 1) <= TOLERANCE:
-                return Sized(labels, diameter, first)
-            return Sized(segment_at(factor), diameter, factor)
-    labels = segment_at(1.0)
+            factor = first if abs(factor / first - 1) <= TOLERANCE else factor
+            if 1 / LARGE <= diameter / coarse <= LARGE:
+                return _sized(at(factor), diameter, factor)
+            refused = factor
+    labels = at(1.0)
     diameter = median_diameter(labels)
     if diameter is None:
         return Sized(labels, scale.diameter, 1.0)
-    too_large = diameter > scale.high or (diameter > BLURRED * scale.diameter and not coarse_large)
+    if refused is not None and rim_width(normalised, labels) > diameter:
+        return _sized(at(refused), diameter, refused)  # full-size nuclei narrower than their own rims: fragments
+    too_large = diameter > scale.high or (
+        diameter > BLURRED * scale.diameter and rim_width(normalised, labels) > RIM_BLURRED)
     too_small = diameter < scale.low and (typical_diameter(labels) or 0) < 2 * scale.low
-    factor = float(np.clip(_bounded(target(diameter, scale) / diameter, shape, max_pixels), MIN_FACTOR, MAX_FACTOR))
+    factor = float(np.clip(_bounded(target(diameter, scale) / diameter, normalised.shape, max_pixels),
+                           MIN_FACTOR, MAX_FACTOR))
     if not (too_large or too_small) or factor == 1.0:
         return Sized(labels, diameter, 1.0)
-    return Sized(segment_at(factor), diameter, factor)
+    return _sized(at(factor), diameter, factor)
+
+
+def _sized(labels: np.ndarray, estimate: float, factor: float) -> Sized:
+    """The answer of a pass at the model's scale, with the median of its nuclei as the diameter
+    (the estimate that chose the pass if it found none)."""
+    return Sized(labels, median_diameter(labels) or estimate, factor)
 
 
 def _bounded(factor: float, shape: tuple[int, ...], max_pixels: int | None) -> float:

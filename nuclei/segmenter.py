@@ -118,7 +118,7 @@ class Segmenter:
 
         if diameter is None:
             coarse = coarse_diameter(normalised)
-            return segment_auto(segment_at, normalised.shape, coarse, scale, max_pixels)
+            return segment_auto(segment_at, normalised, coarse, scale, max_pixels)
         factor = check(diameter, scale, normalised.shape, max_pixels)
         return Sized(segment_at(factor), float(diameter), factor)
 

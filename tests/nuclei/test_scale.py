@@ -14,11 +14,13 @@ from nuclei.scale import (
     DEFAULT_SCALE,
     DOWN_TO,
     LARGE,
+    RIM_BLURRED,
     DiameterError,
     allowed,
     coarse_diameter,
     median_diameter,
     resize,
+    rim_width,
     segment_auto,
     target,
     to_size,
@@ -174,23 +176,70 @@ def discs(diameter: float, shape: tuple[int, int] = (240, 240)) -> np.ndarray:
     return labels
 
 
-@pytest.mark.parametrize(("found", "coarse", "shrunk"), [
-    (40.0, 30.0, True),  # the model's nuclei large, the coarse estimate's ordinary: blurred, enlarged
-    (40.0, 45.0, False),  # both large, within the trained range: sharp native nuclei, one pass
-    (28.0, 30.0, False),  # under BLURRED training diameters: one pass
+def image_of(labels: np.ndarray, blur: float) -> np.ndarray:
+    """A normalised image of bright nuclei where `labels` are, blurred by σ = `blur` px (as a
+    magnified or digitally enlarged image is), with a little noise."""
+    image = cv2.GaussianBlur((labels > 0).astype(np.float32), (0, 0), blur)
+    return image + np.random.default_rng(0).normal(0, 0.01, image.shape).astype(np.float32)
+
+
+def test_rim_width_tells_sharp_nuclei_from_blurred_ones_and_from_fragments():
+    nuclei = discs(40.0)
+    sharp, blurred = rim_width(image_of(nuclei, 1.0), nuclei), rim_width(image_of(nuclei, 6.0), nuclei)
+    assert sharp < RIM_BLURRED < blurred
+    assert rim_width(image_of(nuclei, 1.0), cut(nuclei, 12)) > blurred
+
+
+def cut(labels: np.ndarray, every: int) -> np.ndarray:
+    """`labels` cut into fragments by diagonal lines `every` px, each fragment its own label."""
+    inside = (labels > 0) & (np.indices(labels.shape).sum(axis=0) % every > 1)
+    return cv2.connectedComponents(inside.astype(np.uint8), connectivity=4)[1]
+
+
+@pytest.mark.parametrize(("found", "blur", "shrunk"), [
+    (40.0, 6.0, True),  # large nuclei with blurred rims: magnified or enlarged, shrunk
+    (40.0, 1.0, False),  # sharp nuclei within the trained range: one pass at their own size
+    (28.0, 6.0, False),  # under BLURRED training diameters: one pass
 ])
-def test_nuclei_the_coarse_estimate_sees_as_ordinary_are_shrunk_when_the_model_finds_them_large(
-        found, coarse, shrunk):
+def test_large_nuclei_with_blurred_rims_are_shrunk(found, blur, shrunk):
     scale, calls = DEFAULT_SCALE, []
+    nuclei = discs(found)
 
     def segment_at(factor: float) -> np.ndarray:
         calls.append(factor)
-        return discs(found)  # the nuclei the model finds, at the image's size
+        return nuclei  # the nuclei the model finds, at the image's size
 
-    sized = segment_auto(segment_at, (240, 240), coarse, scale)
-    assert BLURRED * scale.diameter < 40 < scale.high and LARGE * scale.diameter < 45  # the cases' premises
+    sized = segment_auto(segment_at, image_of(nuclei, blur), 30.0, scale)
+    assert 28 < BLURRED * scale.diameter < 40 < scale.high  # the cases' premises
     assert sized.diameter == pytest.approx(found, rel=0.05)
     if shrunk:
-        assert sized.factor == pytest.approx(target(found, scale) / sized.diameter) and calls[-1] == sized.factor
+        assert sized.factor == pytest.approx(target(found, scale) / found, rel=0.05) and calls[-1] == sized.factor
     else:
-        assert sized.factor == 1.0 and calls[-1] == 1.0
+        assert sized.factor == 1.0 and calls == [1.0]
+
+
+@pytest.mark.parametrize("fragments", [True, False])
+def test_a_refused_check_pass_is_taken_when_the_full_size_pass_fragments(fragments):
+    """The coarse estimate reads a colony as one blob (250 px); the check pass at that size
+    finds nuclei of 100 px, too far from it to be trusted. The full-size pass decides: cut
+    into pieces narrower than their own rims, it is fragmenting, and the nuclei are 100 px;
+    finding sharp nuclei of its own (clumps read as blobs), it is right."""
+    scale, calls = DEFAULT_SCALE, []
+    big = discs(100.0, (480, 480))
+    pieces = cut(big, 16)
+    small = discs(20.0, (480, 480))
+    image = image_of(big, 8.0) if fragments else image_of(small, 1.0)
+
+    def segment_at(factor: float) -> np.ndarray:
+        calls.append(factor)
+        if factor < 1:
+            return big
+        return pieces if fragments else small
+
+    sized = segment_auto(segment_at, image, 250.0, scale)
+    assert median_diameter(big) / 250.0 < 1 / LARGE and median_diameter(big) > scale.high  # refused, beyond range
+    assert median_diameter(pieces) < BLURRED * scale.diameter  # fragments no other rule would shrink
+    if fragments:
+        assert sized.factor < 1 and sized.diameter == pytest.approx(100, rel=0.05) and len(calls) == 3
+    else:
+        assert sized.factor == 1.0 and sized.diameter == pytest.approx(20, rel=0.05) and calls[-1] == 1.0
