@@ -32,6 +32,7 @@ class AugmentConfig:
     stain_p: float = 0.5  # colour crops only: hue/saturation jitter
     shuffle_p: float = 0.2  # colour crops only: RGB channels permuted
     to_diameter: float = 0.0  # > 0: each image first resized so its median nucleus has this diameter
+    band: tuple[float, float] = (0.0, 0.0)  # or, when set: only images whose median lies outside, to its edge
 
 
 # Later, low-learning-rate stages move closer to the unaugmented images they are scored on.
@@ -45,6 +46,10 @@ AUGMENT_PRESETS = {
     # One scale (Cellpose's recipe): every image brought to the training diameter, then jittered
     # ±25 %; a 128² crop then holds as many nuclei as a native 256² one, at a quarter of the cost.
     "scaled": AugmentConfig(crop=128, scale_range=(0.8, 1.25), to_diameter=TRAINING_DIAMETER),
+    # A band of sizes: images whose median nucleus lies in it stay at their own pixels (outlines
+    # as sharp as at inference, which resizes only images outside the card's range); the rest
+    # are brought to its nearest edge, so the network spends nothing on sizes it never serves.
+    "banded": AugmentConfig(crop=160, scale_range=(0.8, 1.25), band=(12.0, 29.0), **_LIGHT_INTENSITY),
 }
 
 
@@ -56,9 +61,13 @@ def is_rare_style(raw: np.ndarray) -> bool:
     return colour or bright
 
 
-def at_training_scale(image: np.ndarray, labels: np.ndarray, diameter: float) -> tuple[np.ndarray, np.ndarray]:
-    """The image and its labels resized so that their median nucleus is `diameter` px across."""
+def at_training_scale(image: np.ndarray, labels: np.ndarray, diameter: float,
+                      band: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The image and its labels resized so that their median nucleus is `diameter` px across,
+    or, given a `band`, so that it lies within it (unchanged when it already does)."""
     median = median_diameter(labels)
+    if median and band:
+        diameter = float(np.clip(median, *band))
     if not median or abs(diameter / median - 1) < 0.02:
         return image, labels
     factor = diameter / median

@@ -20,6 +20,7 @@ from nuclei import card as cards
 from nuclei import normalize as normalization
 from nuclei.card import Inference, ModelCard, sha256_file
 from nuclei.postprocess import OUTPUT_CHANNELS, Thresholds
+from nuclei.scale import DEFAULT_SCALE
 from nuclei.tiling import pad_to_multiple
 from training.data import Dataset
 from training.model import build_unet, stride
@@ -184,13 +185,18 @@ def build_card(onnx_path: Path, config: dict[str, Any], version: str, export: di
 
 
 def trained_scale(config: dict[str, Any]) -> dict[str, Any] | None:
-    """A model trained at one nucleus size (`--augment scaled`) sees every image brought to it:
-    its trained range is that size times the crops' scale jitter. Others get theirs from
-    `training diameters`."""
-    diameter = config["augment"].get("to_diameter")
-    if not diameter:
+    """A model trained at one nucleus size (`--augment scaled`), or within a band of sizes
+    (`banded`), sees every image brought to it: its trained range is that size or band times
+    the crops' scale jitter. Others get theirs from `training diameters`."""
+    augment = config["augment"]
+    diameter, band = augment.get("to_diameter"), augment.get("band") or (0.0, 0.0)
+    if not diameter and not any(band):
         return None
-    low, high = config["augment"]["scale_range"]
-    return {"diameter": diameter, "low": round(diameter * low, 1), "high": round(diameter * high, 1),
-            "description": f"trained with every image at a median nucleus diameter of {diameter} px, "
-                           f"crops scaled {low}-{high}×: images whose nuclei fall outside are resized to it"}
+    low, high = augment["scale_range"]
+    smallest, largest = band if any(band) else (diameter, diameter)
+    what = (f"every image at a median nucleus diameter of {diameter} px" if diameter else
+            f"every image's median nucleus diameter brought within {smallest}-{largest} px")
+    return {"diameter": diameter or DEFAULT_SCALE.diameter, "low": round(smallest * low, 1),
+            "high": round(largest * high, 1),
+            "description": f"trained with {what}, crops scaled {low}-{high}×: "
+                           "images whose nuclei fall outside are resized to it"}

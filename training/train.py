@@ -122,8 +122,9 @@ def sampling_weights(train_set, cfg: TrainConfig) -> list[float]:
 def prepared(sample, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
     """A normalised image and its labels, at the recipe's training scale when it has one."""
     image = normalize(sample.image)
-    if cfg.augment.to_diameter:
-        return at_training_scale(image, sample.labels, cfg.augment.to_diameter)
+    band = tuple(cfg.augment.band) if any(cfg.augment.band) else None
+    if cfg.augment.to_diameter or band:
+        return at_training_scale(image, sample.labels, cfg.augment.to_diameter, band)
     return image, sample.labels
 
 
