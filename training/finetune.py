@@ -63,6 +63,9 @@ def add_parser(sub: argparse._SubParsersAction, parent: str) -> None:
     f.add_argument("--modality", action="append", choices=MODALITIES,
                    help="the service routes images of this kind to the new model (repeatable)")
     f.add_argument("--tune", action="store_true", help="choose thresholds on the training images (else the parent's)")
+    f.add_argument("--tune-fold", type=float, default=0.0,
+                   help="share of the training images kept out of training to choose thresholds on "
+                        "(implies --tune): thresholds chosen on images the network learnt read too high")
     f.add_argument("--contact", action="store_true",
                    help="add the contact channel (pixels between touching nuclei) to a parent without one: "
                         "fewer merged nuclei; implies --tune, which chooses its threshold")
@@ -168,12 +171,15 @@ def check_existing(existing: Path, held: list[Pair]) -> None:
 
 def prepare(args: argparse.Namespace) -> Plan:
     out = output_stem(args.out)
-    if args.minutes <= 0 or args.steps < 0 or args.batch_size < 1 or not 0 < args.val_fraction < 1:
-        raise FinetuneError("--minutes must be > 0, --steps ≥ 0, --batch-size ≥ 1 and 0 < --val-fraction < 1")
+    if (args.minutes <= 0 or args.steps < 0 or args.batch_size < 1 or not 0 < args.val_fraction < 1
+            or not 0 <= args.tune_fold < 1):
+        raise FinetuneError("--minutes must be > 0, --steps ≥ 0, --batch-size ≥ 1, 0 < --val-fraction < 1 "
+                            "and 0 ≤ --tune-fold < 1")
     parent = Parent.find(args.parent)
     training, held = held_out(find_pairs(args.images, args.labels), args)
     check_disjoint(training, held, parent.card)
     samples = [load_pair(p) for p in training], [load_pair(p) for p in held]
+    tuning_fold(samples[0], args.tune_fold, args.seed)  # a fold that leaves no image fails here, before training
     existing = next((p for p in (Path(f"{out}.int8.onnx"), Path(f"{out}.onnx")) if p.is_file()), None)
     if existing and not args.force:
         check_existing(existing, held)
@@ -230,19 +236,34 @@ def make_child(plan: Plan, args: argparse.Namespace, staging: Path) -> dict:
         minutes=args.minutes, steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
         augment=args.augment, precision=args.precision, seed=args.seed)
     training, held = plan.samples
-    model, record = child.fit(recipe, str(args.images), training, held)
+    fit_on, tune_on = tuning_fold(training, args.tune_fold, args.seed)
+    model, record = child.fit(recipe, str(args.images), fit_on, held)
     version = args.version or f"{plan.parent.card.version}+ft.{datetime.now(UTC):%Y%m%d}"
     child.export_child(model, parent, plan.path(".onnx", staging), version, args.modality, held + training)
     child.release()
-    tuned = args.tune or args.contact  # a new channel's threshold must be chosen
+    tuned = args.tune or args.contact or args.tune_fold > 0  # a new channel's threshold must be chosen
     if tuned:
-        child.tune_child(plan.path(".onnx", staging), training)
+        child.tune_child(plan.path(".onnx", staging), tune_on)
     child.quantize_child(plan.path(".onnx", staging), plan.path(".int8.onnx", staging), training,
                          plan.parent.reduce_range())
     return record | {"weights": plan.parent.weights.name, "learning_rate": args.learning_rate,
                      "batch_size": args.batch_size, "augment": args.augment, "seed": args.seed,
-                     "tuned": tuned, "contact_added": args.contact,
+                     "tuned": tuned, "tuned_on": sorted(s.image_id for s in tune_on) if args.tune_fold else [],
+                     "tuning_fold": args.tune_fold, "contact_added": args.contact,
                      "minutes_limit": args.minutes}
+
+
+def tuning_fold(training: list[Sample], share: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+    """(images to train on, images to choose thresholds on): with a `share`, a seeded fold of
+    the training images the network never sees; without, the training images themselves."""
+    if not share:
+        return training, training
+    fit_names, tune_names = split_ids([s.image_id for s in training], share, seed)
+    if not fit_names or not tune_names:
+        raise FinetuneError(f"--tune-fold {share} of {len(training)} training images leaves none to "
+                            "train on or none to tune on")
+    names = set(tune_names)
+    return [s for s in training if s.image_id not in names], [s for s in training if s.image_id in names]
 
 
 def finish_cards(plan: Plan, staging: Path, record: dict, before: dict[str, Scored],

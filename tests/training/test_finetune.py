@@ -19,7 +19,8 @@ from nuclei.card import sha256_file
 from nuclei.segmenter import Segmenter
 from tests.conftest import MODEL, ROOT, png_bytes, write_kaggle_layout
 from training.__main__ import main
-from training.finetune import Plan, publish
+from training.data import Sample
+from training.finetune import FinetuneError, Plan, publish, tuning_fold
 from training.heldout import Scored
 from training.pairs import content_hash, find_pairs
 
@@ -265,3 +266,14 @@ def test_learning_rate_decays_only_when_the_run_knows_its_end(tmp_path, steps):
         assert cfg.lr_floor == TrainConfig.lr_floor < 1 and cfg.epochs * cfg.steps_per_epoch == steps
     else:
         assert cfg.lr_floor == 1.0
+
+
+def test_a_tuning_fold_is_kept_out_of_training_and_is_all_the_thresholds_see():
+    training = [Sample(f"img{k:02d}", np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.int32)) for k in range(20)]
+    fit_on, tune_on = tuning_fold(training, 0.2, 2018)
+    assert len(tune_on) == 4 and len(fit_on) == 16
+    assert {s.image_id for s in fit_on}.isdisjoint(s.image_id for s in tune_on)
+    assert [s.image_id for s in tuning_fold(training, 0.2, 2018)[1]] == [s.image_id for s in tune_on]  # seeded
+    assert tuning_fold(training, 0.0, 2018) == (training, training)  # no fold: the parent's behaviour
+    with pytest.raises(FinetuneError, match="leaves none to train on"):
+        tuning_fold(training[:1], 0.2, 2018)
