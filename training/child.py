@@ -109,9 +109,10 @@ def quantize_child(model: Path, out: Path, train_set: list[Sample], reduce_range
     return write_int8(model, out, batches, note, reduce_range)
 
 
-def tune_child(model: Path, train_set: list[Sample]) -> None:
-    """Thresholds chosen on the training images (the held-out ones only ever score)."""
-    tune_on(Segmenter(model), train_set, f"the fine-tune's {len(train_set)} training images")
+def tune_child(model: Path, images: list[Sample], which: str = "training images") -> None:
+    """Thresholds chosen on the training images, or on the fold kept for them (the held-out
+    ones only ever score)."""
+    tune_on(Segmenter(model), images, f"the fine-tune's {len(images)} {which}")
 
 
 def release() -> None:

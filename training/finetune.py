@@ -236,19 +236,20 @@ def make_child(plan: Plan, args: argparse.Namespace, staging: Path) -> dict:
         minutes=args.minutes, steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
         augment=args.augment, precision=args.precision, seed=args.seed)
     training, held = plan.samples
-    fit_on, tune_on = tuning_fold(training, args.tune_fold, args.seed)
+    fit_on, tune_set = tuning_fold(training, args.tune_fold, args.seed)
     model, record = child.fit(recipe, str(args.images), fit_on, held)
     version = args.version or f"{plan.parent.card.version}+ft.{datetime.now(UTC):%Y%m%d}"
     child.export_child(model, parent, plan.path(".onnx", staging), version, args.modality, held + training)
     child.release()
     tuned = args.tune or args.contact or args.tune_fold > 0  # a new channel's threshold must be chosen
     if tuned:
-        child.tune_child(plan.path(".onnx", staging), tune_on)
+        child.tune_child(plan.path(".onnx", staging), tune_set,
+                         "images of the tuning fold" if args.tune_fold else "training images")
     child.quantize_child(plan.path(".onnx", staging), plan.path(".int8.onnx", staging), training,
                          plan.parent.reduce_range())
     return record | {"weights": plan.parent.weights.name, "learning_rate": args.learning_rate,
                      "batch_size": args.batch_size, "augment": args.augment, "seed": args.seed,
-                     "tuned": tuned, "tuned_on": sorted(s.image_id for s in tune_on) if args.tune_fold else [],
+                     "tuned": tuned, "tuned_on": sorted(s.image_id for s in tune_set) if args.tune_fold else [],
                      "tuning_fold": args.tune_fold, "contact_added": args.contact,
                      "minutes_limit": args.minutes}
 
