@@ -180,7 +180,7 @@ def rim_width(normalised: np.ndarray, labels: np.ndarray) -> float:
     """How many pixels the found nuclei's rims take to rise: the contrast between their cores
     and the background over the median gradient on their outlines (after a 1 px blur against
     noise). Sharp nuclei rise within a few pixels (5-7 px for the sharpest 40-55 px validation
-    nuclei); a magnified, out-of-focus or enlarged image's rims are wider (9-45 px at ×4), and
+    nuclei); a magnified, out-of-focus or enlarged image's rims are wider (7-45 px at ×4), and
     so are the rims of fragments, which lie inside nuclei where the image is flat. 0 where
     there is nothing to measure (no nucleus, no background)."""
     grey = (normalised.mean(axis=-1) if normalised.ndim == 3 else normalised).astype(np.float32, copy=False)
