@@ -228,10 +228,11 @@ def segment_auto(segment_at: SegmentAt, normalised: np.ndarray, coarse: float, s
     diameter = median_diameter(labels)
     if diameter is None:
         return Sized(labels, scale.diameter, 1.0)
-    if refused is not None and rim_width(normalised, labels) > diameter:
+    in_blur_band = BLURRED * scale.diameter < diameter <= scale.high
+    rims = rim_width(normalised, labels) if refused is not None or in_blur_band else 0.0  # measured once
+    if refused is not None and rims > diameter:
         return _sized(at(refused), diameter, refused)  # full-size nuclei narrower than their own rims: fragments
-    too_large = diameter > scale.high or (
-        diameter > BLURRED * scale.diameter and rim_width(normalised, labels) > RIM_BLURRED)
+    too_large = diameter > scale.high or (in_blur_band and rims > RIM_BLURRED)
     too_small = diameter < scale.low and (typical_diameter(labels) or 0) < 2 * scale.low
     factor = float(np.clip(_bounded(target(diameter, scale) / diameter, normalised.shape, max_pixels),
                            MIN_FACTOR, MAX_FACTOR))
