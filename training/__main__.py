@@ -55,7 +55,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="augmentation strength; 'light' (scales 0.8–1.25, fewer colour/noise "
                         "changes) and 'native' (no rescaling at all) suit last warm-restart stages; "
                         "'scaled' brings every image to the training nucleus diameter, 128² crops; "
-                        "'banded' only images whose nuclei lie outside 12-29 px, 160² crops")
+                        "'banded' only images whose nuclei lie outside 12-29 px, 160² crops; "
+                        "'wide' the same for 12-40 px, 192² crops")
     t.add_argument("--hard-report", default="", metavar="CSV",
                    help="per-image report of `evaluate --ids training --report CSV`: the "
                         "images segmented worst are drawn more often (hard-example fine-tuning)")

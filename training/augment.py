@@ -50,6 +50,9 @@ AUGMENT_PRESETS = {
     # as sharp as at inference, which resizes only images outside the card's range); the rest
     # are brought to its nearest edge, so the network spends nothing on sizes it never serves.
     "banded": AugmentConfig(crop=160, scale_range=(0.8, 1.25), band=(12.0, 29.0), **_LIGHT_INTENSITY),
+    # The band reaching 40 px: large grey nuclei (which "banded" shrinks, and loses outlines on)
+    # keep their own pixels; 192² crops still hold several of them.
+    "wide": AugmentConfig(crop=192, scale_range=(0.8, 1.25), band=(12.0, 40.0), **_LIGHT_INTENSITY),
 }
 
 

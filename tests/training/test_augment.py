@@ -1,5 +1,5 @@
 """Training scales (training/augment.py, training/export.py): `scaled` brings every image to one
-nucleus diameter, `banded` only those outside its band, and the card's range follows the recipe."""
+nucleus diameter, `banded` and `wide` only those outside their band, and the card's range follows the recipe."""
 
 from dataclasses import asdict
 
@@ -39,3 +39,5 @@ def test_the_cards_range_is_the_recipes_sizes_times_the_crop_jitter():
     assert scaled["diameter"] == banded["diameter"] == 18.3
     assert trained_scale({"augment": asdict(AUGMENT_PRESETS["full"])}) is None  # measured by `diameters`
     assert np.isclose(AUGMENT_PRESETS["banded"].band, (12.0, 29.0)).all()
+    wide = trained_scale({"augment": asdict(AUGMENT_PRESETS["wide"])})
+    assert (wide["low"], wide["high"], wide["diameter"]) == (9.6, 50.0, 18.3)  # 40 × 1.25
