@@ -1,7 +1,7 @@
 """Where the model runs: one ONNX session and its card, the whole pipeline from a decoded
 image to nuclei in one call.
 
-    image → normalize → predict_tiled(session.run) → instances → labels
+    image → normalize → predict_tiled(session.run) [× views, averaged] → instances → labels
 
 `segment_sized` runs it at the scale of the model's training nuclei (nuclei.scale): the
 image is resized only when its nuclei are far from that size.
@@ -24,6 +24,7 @@ from nuclei.normalize import normalize
 from nuclei.postprocess import Thresholds, instances
 from nuclei.scale import DiameterError, Sized, check, coarse_diameter, resize, segment_auto, to_size
 from nuclei.tiling import predict_tiled
+from nuclei.views import averaged
 
 __all__ = ["DiameterError", "Segmenter", "Sized"]
 
@@ -88,9 +89,12 @@ class Segmenter:
 
     def _predict(self, normalised: np.ndarray, tile_size: int | None = None) -> np.ndarray:
         s = self.inference
-        return predict_tiled(
-            normalised, self.run_batch, tile_size=tile_size or s.tile_size, overlap=s.overlap,
-            stride=self.stride, batch_size=s.batch_size)
+
+        def tiled(view: np.ndarray) -> np.ndarray:
+            return predict_tiled(view, self.run_batch, tile_size=tile_size or s.tile_size,
+                                 overlap=s.overlap, stride=self.stride, batch_size=s.batch_size)
+
+        return tiled(normalised) if s.views == 1 else averaged(tiled, normalised, s.views)
 
     def segment(self, image: np.ndarray, threshold: float | None = None,
                 diameter: float | None = None) -> np.ndarray:

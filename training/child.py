@@ -81,9 +81,10 @@ def fit(recipe: Recipe, data: str, train_set: list[Sample], held_out: list[Sampl
 
 
 def export_child(model: keras.Model, parent: ModelCard, out: Path, version: str,
-                 modalities: list[str] | None, parity_from: list[Sample]) -> ModelCard:
+                 modalities: list[str] | None, parity_from: list[Sample], views: int | None = None) -> ModelCard:
     """`out` (float32 ONNX, parity-checked), its Keras weights beside it, and a card that is the
-    parent's with this file's identity (scores reset: they were the parent's)."""
+    parent's with this file's identity (scores reset: they were the parent's), averaging
+    `views` dihedral views at inference when given."""
     multiple = stride(tuple(parent.architecture["filters"]))
     diff, rewritten = checked_onnx(model, out, distinct_shapes(s.image for s in parity_from), multiple)
     model.save_weights(out.with_name(f"{out.stem}.weights.h5"))
@@ -96,6 +97,7 @@ def export_child(model: keras.Model, parent: ModelCard, out: Path, version: str,
         "architecture": {**parent.architecture, "keras_weights": f"{out.stem}.weights.h5"},
         "export": export_record(diff, rewritten), "metrics": {}, "derived": None, "finetune": None,
         "modalities": modalities if modalities is not None else parent.modalities,
+        "inference": parent.inference.model_copy(update={"views": views}) if views else parent.inference,
     })
     cards.save(card, out)
     log.info("exported %s, parity %.2e", out, diff)

@@ -69,6 +69,8 @@ def add_parser(sub: argparse._SubParsersAction, parent: str) -> None:
     f.add_argument("--contact", action="store_true",
                    help="add the contact channel (pixels between touching nuclei) to a parent without one: "
                         "fewer merged nuclei; implies --tune, which chooses its threshold")
+    f.add_argument("--views", type=int, choices=(1, 4, 8), default=None,
+                   help="dihedral views the child averages at inference (nuclei/views.py; default: the parent's)")
     f.add_argument("--version", help="the card's version; none given: the parent's +ft.DATE")
     f.add_argument("--run-dir", type=Path, help="log, history, checkpoint; none given: runs/finetune-NAME")
     f.add_argument("--force", action="store_true", help="replace OUT even when it scores better")
@@ -239,7 +241,8 @@ def make_child(plan: Plan, args: argparse.Namespace, staging: Path) -> dict:
     fit_on, tune_set = tuning_fold(training, args.tune_fold, args.seed)
     model, record = child.fit(recipe, str(args.images), fit_on, held)
     version = args.version or f"{plan.parent.card.version}+ft.{datetime.now(UTC):%Y%m%d}"
-    child.export_child(model, parent, plan.path(".onnx", staging), version, args.modality, held + training)
+    child.export_child(model, parent, plan.path(".onnx", staging), version, args.modality, held + training,
+                       args.views)
     child.release()
     tuned = args.tune or args.contact or args.tune_fold > 0  # a new channel's threshold must be chosen
     if tuned:
@@ -250,7 +253,7 @@ def make_child(plan: Plan, args: argparse.Namespace, staging: Path) -> dict:
     return record | {"weights": plan.parent.weights.name, "learning_rate": args.learning_rate,
                      "batch_size": args.batch_size, "augment": args.augment, "seed": args.seed,
                      "tuned": tuned, "tuned_on": sorted(s.image_id for s in tune_set) if args.tune_fold else [],
-                     "tuning_fold": args.tune_fold, "contact_added": args.contact,
+                     "tuning_fold": args.tune_fold, "contact_added": args.contact, "views": args.views,
                      "minutes_limit": args.minutes}
 
 

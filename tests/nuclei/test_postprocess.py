@@ -62,6 +62,24 @@ def test_a_contact_line_splits_a_fused_blob_only_when_used():
     assert instances(probs[..., :2], Thresholds(contact=0.5)).max() == 1  # no contact channel
 
 
+def test_seed_erosion_cuts_a_bridge_between_seeds_and_keeps_small_nuclei():
+    """Two packed nuclei whose confident cores touch along a 3 px neck: one seed, one nucleus,
+    until the seeds are thinned; a nucleus too small to survive the erosion keeps its seed."""
+    probs = np.zeros((30, 60, 3), np.float32)
+    yy, xx = np.mgrid[:30, :60]
+    for cx in (15, 33):
+        probs[..., FOREGROUND] += (yy - 15) ** 2 + (xx - cx) ** 2 <= 9**2
+    probs[14:17, 15:34, FOREGROUND] = 1  # the neck joining them
+    probs[4:7, 50:53, FOREGROUND] = 1  # a 3×3 nucleus, gone under any erosion
+    probs = np.clip(probs, 0, 1)
+    plain = instances(probs, Thresholds(min_area=1, min_seed_area=1))
+    thinned = instances(probs, Thresholds(min_area=1, min_seed_area=1, seed_erosion=2))
+    assert plain.max() == 2 and plain[15, 15] == plain[15, 33]  # merged
+    assert thinned.max() == 3 and thinned[15, 15] != thinned[15, 33] and thinned[5, 51] > 0
+    assert ((thinned > 0) == (plain > 0)).all(), "the seeds grow back to the whole foreground"
+    assert Thresholds(seed_erosion=2).at_scale(2.0).seed_erosion == 4
+
+
 def test_small_objects_are_dropped():
     probs = np.zeros((30, 30, 2), np.float32)
     probs[2:4, 2:4, FOREGROUND] = 1  # 4 px: speck

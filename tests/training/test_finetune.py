@@ -236,18 +236,20 @@ def test_a_labs_case_end_to_end(tmp_path, capsys, he_family):
 
 def test_contact_adds_the_third_channel_to_a_two_channel_parent(tmp_path, he_family):
     """`--contact`: the served parent has foreground and boundary; the child gets the contact
-    channel too (warm-started as a copy of the boundary), its card says so, its ONNX has it."""
+    channel too (warm-started as a copy of the boundary), its card says so, its ONNX has it.
+    `--views 4`: both cards average four views at inference."""
     family = he_family
     train_dir, out = tmp_path / "train", tmp_path / "models" / "touching"
     assert main(["subset", "--split", "training", "--limit", "3", "--out", str(train_dir), *family]) == 0
     assert main(["finetune", str(train_dir), "--val-fraction", "0.34", "--out", str(out), "--steps", "1",
-                 "--batch-size", "2", "--contact", "--run-dir", str(tmp_path / "run")]) in (0, 1)
+                 "--batch-size", "2", "--contact", "--views", "4", "--run-dir", str(tmp_path / "run")]) in (0, 1)
     parent = json.loads(MODEL.with_suffix(".json").read_text())
     assert len(parent["output"]["channels"]) == 2
     for model in (Path(f"{out}.onnx"), Path(f"{out}.int8.onnx")):
         card = json.loads(model.with_suffix(".json").read_text())
         assert sorted(card["output"]["channels"]) == ["0", "1", "2"] and "contact" in card["output"]["channels"]["2"]
         assert card["finetune"]["settings"]["contact_added"] and card["finetune"]["settings"]["tuned"]
+        assert card["inference"]["views"] == 4 and card["finetune"]["settings"]["views"] == 4
         segmenter = Segmenter(model)
         image = np.zeros((64, 64), np.uint8)
         assert segmenter.probabilities(image).shape == (64, 64, 3)

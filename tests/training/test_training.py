@@ -90,6 +90,8 @@ def test_smoke_train_export_evaluate(kaggle_dir, tmp_path, capsys):
     assert main(["tune", "--model", str(model), "--data", str(kaggle_dir), "--images", "2"]) == 0
     tuned = json.loads(model.with_suffix(".json").read_text())
     assert tuned["postprocess_tuning"]["images"] == 2
+    assert tuned["postprocess_tuning"]["grid"]["seed_erosion"] == [0, 1, 2]  # tried on the grid's best
+    assert tuned["postprocess"]["seed_erosion"] in (0, 1, 2)
 
     assert main(["evaluate", "--model", str(model), "--data", str(kaggle_dir), "--ids", "all",
                  "--update-card"]) == 0
