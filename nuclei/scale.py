@@ -56,6 +56,8 @@ class Scale(BaseModel):
     diameter: float = Field(gt=0, description="median over training images of their median diameter")
     low: float = Field(gt=0, description="smaller nuclei than this are upscaled")
     high: float = Field(gt=0, description="larger nuclei than this are downscaled")
+    down_to: float | None = Field(None, gt=0, description="px large nuclei are shrunk to; "
+                                  "none: DOWN_TO training diameters")
     description: str = ""
 
 
@@ -112,9 +114,10 @@ def check(diameter: float, scale: Scale, shape: tuple[int, ...], max_pixels: int
 
 def target(diameter: float, scale: Scale) -> float:
     """The diameter nuclei of `diameter` px are resized to: large ones to the top of the range
-    the model learnt best (DOWN_TO training diameters, within the card's range), where their
-    outlines keep more pixels than at the training diameter; small ones to the training diameter."""
-    top = min(scale.high, DOWN_TO * scale.diameter)
+    the model learnt best (the card's `down_to`, else DOWN_TO training diameters, within the
+    card's range), where their outlines keep more pixels than at the training diameter; small
+    ones to the training diameter."""
+    top = min(scale.high, scale.down_to or DOWN_TO * scale.diameter)
     return top if diameter > top else scale.diameter
 
 

@@ -155,7 +155,7 @@ def test_specks_outvote_nuclei_in_the_median_but_not_in_the_typical_diameter():
 
 
 def test_large_nuclei_are_brought_to_the_top_of_the_range_small_ones_to_the_training_size(segmenter):
-    """`target`: a given diameter above DOWN_TO training diameters is shrunk to that size,
+    """`target`: a given diameter above DOWN_TO training diameters (or the card's `down_to`) is shrunk to that size,
     where outlines keep more pixels than at the training diameter; a small one is enlarged
     to the training diameter; one within 15 % of its target is left alone."""
     scale = DEFAULT_SCALE
@@ -165,6 +165,9 @@ def test_large_nuclei_are_brought_to_the_top_of_the_range_small_ones_to_the_trai
     assert segmenter.segment_sized(image, diameter=scale.diameter / 2).factor == pytest.approx(2)
     assert segmenter.segment_sized(image, diameter=1.1 * top).factor == 1.0
     assert target(3 * top, scale) == top and target(scale.diameter / 2, scale) == scale.diameter
+    banded = scale.model_copy(update={"high": 50.0, "down_to": 40.0})  # a card of `--augment wide`
+    assert target(100, banded) == 40.0 and target(35, banded) == scale.diameter
+    assert target(100, banded.model_copy(update={"high": 30.0})) == 30.0, "never above the card's range"
 
 
 def discs(diameter: float, shape: tuple[int, int] = (240, 240)) -> np.ndarray:

@@ -41,3 +41,4 @@ def test_the_cards_range_is_the_recipes_sizes_times_the_crop_jitter():
     assert np.isclose(AUGMENT_PRESETS["banded"].band, (12.0, 29.0)).all()
     wide = trained_scale({"augment": asdict(AUGMENT_PRESETS["wide"])})
     assert (wide["low"], wide["high"], wide["diameter"]) == (9.6, 50.0, 18.3)  # 40 × 1.25
+    assert (wide["down_to"], banded["down_to"], scaled["down_to"]) == (40.0, 29.0, None)  # the band's top
