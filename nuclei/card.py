@@ -49,7 +49,7 @@ class Inference(_Section):
     tile_size: int = Field(512, alias="tile", ge=16)
     overlap: int = Field(128, ge=0)  # margin 64 px each side: 99.9 % of probabilities move by < 0.01
     batch_size: int = Field(2, ge=1)
-    views: Literal[1, 4, 8] = Field(1, description="dihedral views averaged (nuclei.views): 1 = none")
+    views: Literal[1, 4] = Field(1, description="mirrored views averaged (nuclei.views): 1 = none")
 
 
 # One INT8 tile covers a 1024×1024 image: fewer, larger tiles do less overlap work, and the

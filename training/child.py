@@ -84,7 +84,7 @@ def export_child(model: keras.Model, parent: ModelCard, out: Path, version: str,
                  modalities: list[str] | None, parity_from: list[Sample], views: int | None = None) -> ModelCard:
     """`out` (float32 ONNX, parity-checked), its Keras weights beside it, and a card that is the
     parent's with this file's identity (scores reset: they were the parent's), averaging
-    `views` dihedral views at inference when given."""
+    `views` mirrored views at inference when given."""
     multiple = stride(tuple(parent.architecture["filters"]))
     diff, rewritten = checked_onnx(model, out, distinct_shapes(s.image for s in parity_from), multiple)
     model.save_weights(out.with_name(f"{out.stem}.weights.h5"))

@@ -69,8 +69,8 @@ def add_parser(sub: argparse._SubParsersAction, parent: str) -> None:
     f.add_argument("--contact", action="store_true",
                    help="add the contact channel (pixels between touching nuclei) to a parent without one: "
                         "fewer merged nuclei; implies --tune, which chooses its threshold")
-    f.add_argument("--views", type=int, choices=(1, 4, 8), default=None,
-                   help="dihedral views the child averages at inference (nuclei/views.py; default: the parent's)")
+    f.add_argument("--views", type=int, choices=(1, 4), default=None,
+                   help="mirrored views the child averages at inference (nuclei/views.py; default: the parent's)")
     f.add_argument("--version", help="the card's version; none given: the parent's +ft.DATE")
     f.add_argument("--run-dir", type=Path, help="log, history, checkpoint; none given: runs/finetune-NAME")
     f.add_argument("--force", action="store_true", help="replace OUT even when it scores better")

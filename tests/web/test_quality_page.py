@@ -23,7 +23,7 @@ SAMPLES = sorted((Path(__file__).resolve().parents[2] / "samples").glob("*.png")
 @pytest.fixture
 def images(tmp_path: Path) -> list[Path]:
     """The samples, and the H&E one at half its resolution (a weaker objective): an image the
-    model disagrees with itself on (agreement 0.75 with 3.2.0+stained.1, under the 0.81 bar)."""
+    model disagrees with itself on (under the 0.81 bar with the served specialist)."""
     half = tmp_path / "he_stained_half.png"
     he = read_sample("he_stained_256x320")[1]
     half.write_bytes(png_bytes(cv2.resize(he, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)))
