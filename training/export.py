@@ -188,7 +188,7 @@ def trained_scale(config: dict[str, Any]) -> dict[str, Any] | None:
     """A model trained at one nucleus size (`--augment scaled`), or within a band of sizes
     (`banded`, `wide`), sees every image brought to it: its trained range is that size or band
     times the crops' scale jitter, and a band's top is where large nuclei are shrunk to (on
-    model 3.3's 80 tuning images: DSB2018 0.6366 at 36.6 px, 0.6362 at 40, 0.6342 at 22.9).
+    model 3.3's 80 tuning images: DSB2018 0.6366 at 36.6 px, 0.6362 at 40.3, 0.6342 at 22.9).
     Others get theirs from `training diameters`."""
     augment = config["augment"]
     diameter, band = augment.get("to_diameter"), augment.get("band") or (0.0, 0.0)
