@@ -94,7 +94,7 @@ class Segmenter:
             return predict_tiled(view, self.run_batch, tile_size=tile_size or s.tile_size,
                                  overlap=s.overlap, stride=self.stride, batch_size=s.batch_size)
 
-        return tiled(normalised) if s.views == 1 else averaged(tiled, normalised, s.views)
+        return averaged(tiled, normalised, s.views)
 
     def segment(self, image: np.ndarray, threshold: float | None = None,
                 diameter: float | None = None) -> np.ndarray:

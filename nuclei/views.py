@@ -14,13 +14,16 @@ import numpy as np
 
 VIEWS = {1: ((0, False),), 4: ((0, False), (0, True), (2, False), (2, True))}
 """views → (quarter turns, mirrored) of each pass: both mirror axes and their product. Never
-the quarter turns: the trust signal (nuclei/quality.py) compares the answer with a pass on the
+an odd number of quarter turns: the trust signal (nuclei/quality.py) compares the answer with a pass on the
 image turned a quarter, which views including quarter turns would make the same pass (its
 agreement 1.0 whatever the image). Eight views scored no better on the H&E tuning fold."""
 
 
 def averaged(predict: Callable[[np.ndarray], np.ndarray], image: np.ndarray, views: int) -> np.ndarray:
-    """HxW(xC) image → the mean of `predict`'s HxWxK maps over `views` mirrored views."""
+    """HxW(xC) image → the mean of `predict`'s HxWxK maps over `views` mirrored views (one view:
+    `predict`'s own maps, uncopied)."""
+    if views == 1:
+        return predict(image)
     total = None
     for turns, mirrored in VIEWS[views]:
         view = np.rot90(image, turns)
