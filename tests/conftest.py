@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from app.config import DEFAULT_MODEL, Settings
 from app.main import create_app
+from nuclei import card as cards
 from nuclei.imageio import decode_image
 from nuclei.segmenter import Segmenter
 from tests.payloads import encode
@@ -22,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
 MODEL = DEFAULT_MODEL  # what the service serves by default: the INT8 model
 FLOAT_MODEL = ROOT / "models" / "nuclei-unet.onnx"  # the export it was quantised from
+VERSION = cards.load(MODEL).version  # what the service must say answered: its card's version
 SAMPLE_NAMES = sorted(p.stem for p in SAMPLES.glob("*.png"))
 
 

@@ -21,7 +21,7 @@ from app.main import EXPOSED_HEADERS, create_app
 from app.schemas import ModelList, unknown_model_detail
 from bench.server import server_env
 from nuclei.modality import COLOUR_TISSUE
-from tests.conftest import GOOD, MODEL, ROOT, post, read_sample
+from tests.conftest import GOOD, MODEL, ROOT, VERSION, post, read_sample
 from tests.models import add_model, edit_card, model_folder, replace_file
 
 DEFAULT = "nuclei-unet.int8"
@@ -66,8 +66,8 @@ def test_two_models_served_and_an_image_routed_by_its_modality(folder: Path) -> 
             assert m["status"] == "loaded" and m["bytes"] == MODEL.stat().st_size and m["memory_bytes"] is not None
 
         assert model_of(post(client, TISSUE)) == (STAINED, "2.0.0", f"modality: {COLOUR_TISSUE}")
-        assert model_of(post(client, FLUORESCENCE)) == (DEFAULT, "1.3.0", "default")
-        assert model_of(post(client, TISSUE, model=DEFAULT)) == (DEFAULT, "1.3.0", "requested")
+        assert model_of(post(client, FLUORESCENCE)) == (DEFAULT, VERSION, "default")
+        assert model_of(post(client, TISSUE, model=DEFAULT)) == (DEFAULT, VERSION, "requested")
         body = post(client, TISSUE, format="rle").json()
         assert body["model"]["name"] == STAINED, "the body names the model the headers name"
         assert client.get("/model").json()["name"] == DEFAULT, "/model stays the default's card"
@@ -96,7 +96,7 @@ def test_an_unknown_model_is_422_listing_the_served_ones_as_documented(client: T
 def test_a_model_file_added_while_serving_is_used_without_a_restart(client: TestClient, folder: Path) -> None:
     assert sorted(listing(client)) == [DEFAULT]
     add_model(folder, "new")
-    assert model_of(post(client, GOOD, model="new")) == ("new", "1.3.0", "requested")
+    assert model_of(post(client, GOOD, model="new")) == ("new", VERSION, "requested")
     add_model(folder, STAINED, modalities=[COLOUR_TISSUE])  # a card that claims a modality: routed to at once
     assert model_of(post(client, TISSUE))[0] == STAINED
     assert sorted(listing(client)) == sorted([DEFAULT, "new", STAINED])
@@ -115,7 +115,7 @@ def test_a_broken_file_is_refused_while_serving_goes_on(client: TestClient, fold
     assert models["broken"]["reason"].startswith("model card not found")
     assert models[STAINED]["status"] == "refused" and models[STAINED]["serving"]
     assert "does not match its card" in models[STAINED]["reason"]
-    assert models[STAINED]["reason"].endswith(f"{STAINED} 1.3.0 keeps serving")
+    assert models[STAINED]["reason"].endswith(f"{STAINED} {VERSION} keeps serving")
     refusals = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(refusals) == 2, "one log line per refused file"
     assert model_of(post(client, TISSUE))[0] == STAINED, "the previous version of the specialist serves on"

@@ -26,7 +26,7 @@ from batch.cli import main, parse_args
 from batch.work import segmenter_for
 from nuclei.naming import MODEL_COLUMNS, columns_of_headers
 from tests.channels import dapi_png, layouts
-from tests.conftest import MODEL, ROOT, SAMPLE_NAMES, png_bytes, read_png, read_sample
+from tests.conftest import MODEL, ROOT, SAMPLE_NAMES, VERSION, png_bytes, read_png, read_sample
 from tests.models import add_model, edit_card, model_folder
 
 SPECIALIST = ("stained-tissue.int8", "9.9.9", "modality: colour tissue")  # a copy of the model, claiming H&E
@@ -99,7 +99,7 @@ def test_each_image_goes_to_the_model_its_modality_routes_to(batch_run) -> None:
               for p in paths if p.name.startswith("he_stained")}
     default = {(rows[p.name]["model_name"], rows[p.name]["model_version"], rows[p.name]["model_route"])
                for p in paths if not p.name.startswith("he_stained")}
-    assert routed == {SPECIALIST} and default == {("nuclei-unet.int8", "1.3.0", "default")}
+    assert routed == {SPECIALIST} and default == {("nuclei-unet.int8", VERSION, "default")}
 
 
 def test_each_worker_loads_a_model_once_not_once_per_image(batch_run) -> None:

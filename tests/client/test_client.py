@@ -105,8 +105,7 @@ def test_server_killed_mid_run_loses_no_image_and_a_rerun_skips_all(tmp_path: Pa
     server.send_signal(signal.SIGKILL)
     server.wait()
     done_at_kill = len(list(out.rglob("*.labels.png")))
-    time.sleep(2)
-    server = start_server(port, log)
+    server = start_server(port, log)  # the client meets a refused port until the new one is up
     try:
         assert client.wait(300) == 1, "only the corrupt file fails"
         assert 0 < done_at_kill < len(paths), "the server died while the run was going"

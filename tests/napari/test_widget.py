@@ -21,7 +21,7 @@ from napari_nuclei.models import AUTOMATIC
 from napari_nuclei.widget import SERVICE, SegmentWidget
 from nuclei.card import card_path, parse
 from nuclei.measure import COLUMNS
-from tests.conftest import FLOAT_MODEL, MODEL, post, read_png, read_sample
+from tests.conftest import FLOAT_MODEL, MODEL, VERSION, post, read_png, read_sample
 from tests.models import add_model, model_folder
 
 PLUGIN, WIDGET = "nuclei-segmentation", "Segment nuclei"
@@ -88,7 +88,7 @@ def test_layer_is_what_the_service_answers(make_napari_viewer, qtbot, name, mode
     assert list(features.columns) == ["index", *COLUMNS]
     assert features["index"].tolist() == list(range(1, count + 1))
     assert features["area"].sum() == np.count_nonzero(layer.data)
-    assert f"{count} nuclei · {name_of(model)} 1.3.0 (requested)" in w.status.text()
+    assert f"{count} nuclei · {name_of(model)} {VERSION} (requested)" in w.status.text()
 
 
 def test_automatic_sends_each_image_to_the_model_the_service_routes_it_to(
@@ -113,7 +113,7 @@ def test_automatic_sends_each_image_to_the_model_the_service_routes_it_to(
             assert f"{h['x-model-name']} {h['x-model-version']} ({h['x-model-route']})" in w.status.text()
             np.testing.assert_array_equal(viewer.layers[f"{name}.labels"].data, read_png(served.content))
     assert answered == {"he_stained_256x320": ("stained-tissue.int8", "9.9.9", "modality: colour tissue"),
-                        "fluorescence_256x256": ("nuclei-unet.int8", "1.3.0", "default")}
+                        "fluorescence_256x256": ("nuclei-unet.int8", VERSION, "default")}
 
 
 def test_viewer_processes_events_while_a_run_is_held(make_napari_viewer, qtbot, monkeypatch) -> None:
@@ -163,7 +163,7 @@ def test_service_url(make_napari_viewer, qtbot) -> None:
     count, expected = service_labels(MODEL, data)
     np.testing.assert_array_equal(viewer.layers[f"{name}.labels"].data, expected)
     assert len(viewer.layers[f"{name}.labels"].features) == count
-    assert "nuclei-unet.int8 1.3.0" in w.status.text()
+    assert f"nuclei-unet.int8 {VERSION}" in w.status.text()
 
 
 def test_model_picker_lists_the_models_folder_by_the_services_names(

@@ -15,7 +15,7 @@ import pytest
 from nuclei import registry as registry_module
 from nuclei.modality import COLOUR_TISSUE
 from nuclei.registry import FLOAT32, INT8, REQUESTED, Registry, Routes, UnknownModel, resolve
-from tests.conftest import MODEL, read_sample
+from tests.conftest import MODEL, VERSION, read_sample
 from tests.models import add_float_model, add_model, edit_card, model_folder, replace_file
 
 DEFAULT = json.loads(MODEL.with_suffix(".json").read_text())["name"]  # nuclei-unet.int8
@@ -40,7 +40,7 @@ def test_refresh_loads_new_and_changed_files_and_drops_vanished_ones(folder) -> 
     assert not registry.refresh() and not registry.stale(), "nothing changed: nothing to do"
     [only] = registry.entries()
     expected = {"name": DEFAULT, "file": MODEL.name, "default": True, "status": "loaded", "reason": None,
-                "serving": True, "bytes": MODEL.stat().st_size, "version": "1.3.0", "precision": INT8, "modalities": []}
+                "serving": True, "bytes": MODEL.stat().st_size, "version": VERSION, "precision": INT8, "modalities": []}
     assert {k: only[k] for k in expected} == expected
     assert only["metrics"]["dsb_score"] > 0.5 and only["metrics"]["by_modality"][COLOUR_TISSUE]["images"] == 10
     assert only["memory_bytes"] is not None and only["memory_bytes"] >= 0
@@ -52,7 +52,7 @@ def test_refresh_loads_new_and_changed_files_and_drops_vanished_ones(folder) -> 
 
     edit_card(second, version="2.0.0")  # a changed file is loaded again; the old object is left to requests in flight
     assert registry.refresh()
-    assert registry.get("second").card.version == "2.0.0" and first.card.version == "1.3.0"
+    assert registry.get("second").card.version == "2.0.0" and first.card.version == VERSION
     assert registry.get(DEFAULT) is registry.default, "the other model is not reloaded"
 
     second.unlink()
@@ -74,7 +74,7 @@ def test_a_broken_file_is_refused_with_its_reason_while_the_others_serve(folder)
     assert registry.refresh()
     entry = listed(registry)["second"]
     assert entry["status"] == "refused" and entry["serving"] is True
-    assert "does not match its card" in entry["reason"] and "second 1.3.0 keeps serving" in entry["reason"]
+    assert "does not match its card" in entry["reason"] and f"second {VERSION} keeps serving" in entry["reason"]
     assert registry.get("second") is good, "the previous good version serves on"
 
     replace_file(second, data)  # the copy completes

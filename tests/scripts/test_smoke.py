@@ -16,7 +16,7 @@ import pytest
 
 from bench.server import free_port, start
 from scripts import smoke
-from tests.conftest import ROOT, SAMPLES, read_png
+from tests.conftest import ROOT, SAMPLES, VERSION, read_png
 from tests.models import add_model
 
 SAMPLE = SAMPLES / "fluorescence_256x256.png"
@@ -82,7 +82,7 @@ def test_models_checks_that_a_sample_is_answered_by_the_model_its_route_names(se
     url = f"http://127.0.0.1:{server}"
     colour = run("models", url, str(SAMPLES / "he_stained_256x320.png"), "colour tissue")
     assert colour.returncode == 0, colour.stdout
-    assert "GET /models: nuclei-unet.int8 1.3.0, stained-tissue.int8 9.9.9;" in colour.stdout
+    assert f"GET /models: nuclei-unet.int8 {VERSION}, stained-tissue.int8 9.9.9;" in colour.stdout
     assert "he_stained_256x320.png -> stained-tissue.int8 (modality: colour tissue)" in colour.stdout
     grey = run("models", url, str(SAMPLE), "grey fluorescence, small nuclei")  # claimed by none: the default
     assert grey.returncode == 0 and "-> nuclei-unet.int8 (default)" in grey.stdout, grey.stdout

@@ -17,7 +17,7 @@ import pytest
 
 from nuclei.card import sha256_file
 from nuclei.segmenter import Segmenter
-from tests.conftest import MODEL, ROOT, png_bytes, write_kaggle_layout
+from tests.conftest import MODEL, ROOT, VERSION, png_bytes, write_kaggle_layout
 from training.__main__ import main
 from training.data import Sample
 from training.finetune import FinetuneError, Plan, publish, tuning_fold
@@ -218,7 +218,7 @@ def test_a_labs_case_end_to_end(tmp_path, capsys, he_family):
     for card in (float_card, int8_card):
         finetune = card["finetune"]
         assert card["modalities"] == ["colour tissue"]
-        assert finetune["parent"] == {"name": "nuclei-unet.int8", "version": "1.3.0", "sha256": sha256_file(MODEL),
+        assert finetune["parent"] == {"name": "nuclei-unet.int8", "version": VERSION, "sha256": sha256_file(MODEL),
                                       "file": MODEL.name}
         assert finetune["images"] == sorted(p.stem for p in (train_dir / "images").iterdir())
         assert finetune["images_sha256"] == content_hash(find_pairs(train_dir))

@@ -24,7 +24,7 @@ from batch.cli import main as batch
 from nuclei.naming import MODEL_COLUMNS, SUMMARY_COLUMNS
 from nuclei.segmenter import Segmenter
 from tests.channels import layouts
-from tests.conftest import ROOT, SAMPLES
+from tests.conftest import ROOT, SAMPLES, VERSION
 from tests.models import add_model
 from tests.web.conftest import serve, web_app
 
@@ -118,7 +118,7 @@ def test_the_page_the_client_and_the_batch_job_name_and_fill_their_outputs_alike
     assert warned == {"plate/two channels.ome.tif"}
     routed = {r["path"]: (r["model_name"], r["model_version"], r["model_route"]) for r in batch_rows}
     assert routed == {"plate/a.tif": (SPECIALIST, "9.9.9", "modality: colour tissue"),
-                      **{p: ("nuclei-unet.int8", "1.3.0", "default") for p in routed if p != "plate/a.tif"}}
+                      **{p: ("nuclei-unet.int8", VERSION, "default") for p in routed if p != "plate/a.tif"}}
     assert len({r["model_sha256"] for r in batch_rows}) == 1, "a copy: the same model file under another name"
 
     for name, data in from_page.items():
