@@ -3,6 +3,7 @@ images with their labels, the app and how to post an image to it."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -94,3 +95,17 @@ def client() -> Iterator[TestClient]:
 def make_client(**settings: object) -> TestClient:
     """An app with other settings; use inside `with` so the lifespan runs."""
     return TestClient(create_app(Settings(model_path=MODEL, **settings)))
+
+
+def blocking_segment(monkeypatch, client, release: threading.Event, started: threading.Event) -> None:
+    """The client's default model holds each segmentation until `release` is set: a request
+    kept in flight on purpose, whatever the host's speed."""
+    segmenter = client.app.state.registry.default
+    segment = segmenter.segment_sized  # what the service calls
+
+    def held(image, *args, **kwargs):
+        started.set()
+        release.wait(10)
+        return segment(image, *args, **kwargs)
+
+    monkeypatch.setattr(segmenter, "segment_sized", held)

@@ -12,19 +12,7 @@ import anyio
 import pytest
 
 from app.admission import Admission, InferenceTimeout
-from tests.conftest import GOOD, assert_serves, make_client, post
-
-
-def blocking_segment(monkeypatch, client, release: threading.Event, started: threading.Event) -> None:
-    segmenter = client.app.state.registry.default
-    segment = segmenter.segment_sized  # what the service calls
-
-    def slow(image, *args, **kwargs):
-        started.set()
-        release.wait(10)
-        return segment(image, *args, **kwargs)
-
-    monkeypatch.setattr(segmenter, "segment_sized", slow)
+from tests.conftest import GOOD, assert_serves, blocking_segment, make_client, post
 
 
 def test_full_queue_is_503_with_retry_after_and_health_stays_fast(monkeypatch):
@@ -60,14 +48,14 @@ def test_slow_inference_is_504_not_a_hang(monkeypatch):
 
 def test_timed_out_work_keeps_its_worker_so_threads_stay_bounded():
     """A timed-out thread cannot be killed; it must not free its slot for another one."""
-    running, peak, lock = 0, 0, threading.Lock()
+    running, peak, lock, release = 0, 0, threading.Lock(), threading.Event()
 
-    def work() -> None:
+    def work() -> None:  # held until every call has timed out, however fast the host
         nonlocal running, peak
         with lock:
             running += 1
             peak = max(peak, running)
-        time.sleep(0.3)
+        release.wait(10)
         with lock:
             running -= 1
 
@@ -76,6 +64,7 @@ def test_timed_out_work_keeps_its_worker_so_threads_stay_bounded():
         for _ in range(4):
             with pytest.raises(InferenceTimeout):
                 await admission.run(work)
+        release.set()
         admission.executor.shutdown(wait=True)
 
     anyio.run(main)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import re
-import time
+import threading
 from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,7 +16,7 @@ import pytest
 
 from app.schemas import ErrorBody, SegmentationRLE
 from nuclei.encode import MEDIA_TYPES, OutputFormat
-from tests.conftest import make_client, png_bytes, read_sample
+from tests.conftest import blocking_segment, make_client, png_bytes, read_sample
 
 ERROR_STATUSES = {"400", "401", "413", "415", "422", "503", "504"}
 
@@ -208,17 +208,12 @@ def test_error_examples_are_what_the_app_answers(monkeypatch):
         assert_documented(spec, post(small, threshold=1.5), 422)
         assert_documented(spec, post(small, format="jpeg"), 422)
         assert_documented(spec, client.post("/segment", headers=auth), 422)
+    release = threading.Event()
     with make_client(request_timeout_s=0.05) as client:
-        segmenter = client.app.state.registry.default
-        segment = segmenter.segment_sized
-
-        def slow(image, *args, **kwargs):
-            time.sleep(0.5)
-            return segment(image, *args, **kwargs)
-
-        monkeypatch.setattr(segmenter, "segment_sized", slow)
+        blocking_segment(monkeypatch, client, release, threading.Event())
         spec = client.get("/openapi.json").json()
         assert_documented(spec, client.post("/segment", files={"file": ("x.png", small)}), 504, exact=True)
+        release.set()
     client = make_client()  # not entered: no model yet
     spec = client.get("/openapi.json").json()
     assert_documented(spec, client.post("/segment", files={"file": ("x.png", small)}), 503, exact=True)
